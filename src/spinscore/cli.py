@@ -1,0 +1,107 @@
+"""The `spinscore` command line: parse arguments, load the config, call the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from spinscore import __version__
+from spinscore.errors import SpinscoreError
+
+
+class _Group(click.Group):
+    """Report `SpinscoreError` (and unreadable inputs) as one line unless --debug is given."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SpinscoreError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+_config_options = [
+    click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+                 help="YAML configuration file (see configs/)."),
+    click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                 help="Override one configuration value (repeatable)."),
+]
+
+
+def config_options(f):
+    for option in reversed(_config_options):
+        f = option(f)
+    return f
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="spinscore")
+@click.option("--debug", is_flag=True, help="Show full tracebacks.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Score-based generative models that learn the Hamiltonian of spin chains."""
+    ctx.obj = {"debug": debug}
+
+
+@main.command()
+@config_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .h5 file.")
+@click.option("--threads", type=int, default=None, help="Worker threads (default: all cores).")
+@click.option("--scheduler", default=None, help="Dask scheduler address to run chunks on.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def simulate(config_path, overrides, out, threads, scheduler, overwrite, quiet):
+    """Simulate equilibrium snapshots by replica-exchange Monte Carlo into an HDF5 data set."""
+    from spinscore.config import load_config
+    from spinscore.sampling.simulate import simulate_dataset
+
+    config = load_config(config_path, overrides)
+    if threads is not None and threads < 1:
+        raise SpinscoreError(f"--threads: expected a positive number, got {threads}")
+    path = simulate_dataset(config, out, threads=threads, scheduler=scheduler,
+                            overwrite=overwrite, progress=not quiet)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False), default=None,
+              help="Directory for the data-set figure (PNG) and summary (JSON).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def inspect(path, plots_dir, as_json):
+    """Summarise a data set (sizes, couplings, T, swap rates, energy per spin)."""
+    from spinscore.io import read_dataset
+    from spinscore.sampling.diagnostics import dataset_summary, format_summary
+
+    ds = read_dataset(path)
+    summary = dataset_summary(ds)
+    click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
+    if plots_dir:
+        out = Path(plots_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _dataset_plots(ds, out)
+        (out / "dataset_summary.json").write_text(json.dumps(summary, indent=2))
+        click.echo(f"wrote {out / 'dataset.png'} and {out / 'dataset_summary.json'}")
+
+
+def _dataset_plots(ds, out: Path) -> None:
+    import numpy as np
+
+    from spinscore.report.figures import dataset_figure, save_figure
+    from spinscore.sampling.diagnostics import bond_dots_by_class, tangent_force_magnitudes
+
+    rng = np.random.default_rng(0)
+    picks = rng.choice(ds.n_sequences, size=min(4, ds.n_sequences), replace=False)
+    conformations = [ds.spins[i, 0, : ds.length[i]].astype(float) for i in picks]
+    fig = dataset_figure(ds.length, bond_dots_by_class(ds), tangent_force_magnitudes(ds),
+                         conformations, title=f"{ds.path.name}: T = {ds.config.system.temperature}")
+    save_figure(fig, out / "dataset.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+"""Exceptions that the command line reports as one clear line (no traceback)."""
+
+
+class SpinscoreError(Exception):
+    """A user-facing error: bad input, a bad file, a refused overwrite."""
+
+
+class ConfigError(SpinscoreError):
+    """Invalid configuration; the message names the file and the key."""
+
+
+class DataError(SpinscoreError):
+    """A data file that is missing, corrupt, truncated or inconsistent; names file and field."""

@@ -1,0 +1,86 @@
+"""Closed-form results used as oracles (SPEC §2).
+
+For a nearest-neighbour chain with open ends the bonds decouple: with K_b = beta J_b,
+    Z = 4 pi prod_b [4 pi sinh(K_b) / K_b],   <S_i . S_{i+1}> = L(K_b) = coth K_b - 1/K_b,
+    <E> = - sum_b J_b L(K_b),                  C = sum_b [1 - K_b^2 / sinh^2 K_b].
+A chain with only range-r bonds splits into r independent nearest-neighbour chains, which makes
+these formulas exact oracles for any single range too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def langevin(k):
+    """L(K) = coth K - 1/K, stable for small |K| (odd in K). Array in, array out."""
+    k = np.asarray(k, dtype=float)
+    small = np.abs(k) < 1e-3
+    ks = np.where(small, 1.0, k)
+    big = 1.0 / np.tanh(ks) - 1.0 / ks
+    return np.where(small, k / 3.0 - k**3 / 45.0, big)
+
+
+def log_sinhc(k):
+    """log(sinh K / K), stable for all K (even in K)."""
+    k = np.abs(np.asarray(k, dtype=float))
+    small = k < 1e-4
+    ks = np.where(small, 1.0, k)
+    big = ks + np.log1p(-np.exp(-2.0 * ks)) - np.log(2.0) - np.log(ks)
+    return np.where(small, k**2 / 6.0, big)
+
+
+def chain_bonds_by_range(bonds: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Split the bonds of a single-range chain into its independent nearest-neighbour chains.
+
+    Args:
+        bonds: (K, L) bond couplings of one chain (from `bond_couplings`) in which only one
+            range r has non-zero entries.
+    Returns:
+        list of (r, J) with J the (n_bonds,) couplings along each sub-chain i, i+r, i+2r, ...
+    """
+    nonzero = [r for r in range(bonds.shape[0]) if np.any(bonds[r] != 0)]
+    if len(nonzero) != 1:
+        raise ValueError("exact results need a chain with a single interaction range")
+    r = nonzero[0] + 1
+    length = bonds.shape[1]
+    return [(r, bonds[r - 1, start : length - r : r]) for start in range(r)]
+
+
+def nn_chain_log_z(bond_j, beta: float) -> float:
+    """ln Z of an open nearest-neighbour chain with couplings `bond_j` (n_bonds,) at `beta`."""
+    k = beta * np.asarray(bond_j, dtype=float)
+    return float((len(k) + 1) * np.log(4 * np.pi) + np.sum(log_sinhc(k)))
+
+
+def nn_chain_mean_energy(bond_j, beta: float) -> float:
+    """<E> of an open nearest-neighbour chain."""
+    j = np.asarray(bond_j, dtype=float)
+    return float(-np.sum(j * langevin(beta * j)))
+
+
+def nn_chain_bond_correlation(bond_j, beta: float) -> np.ndarray:
+    """<S_i . S_{i+1}> for each bond, shape (n_bonds,)."""
+    return langevin(beta * np.asarray(bond_j, dtype=float))
+
+
+def nn_chain_heat_capacity(bond_j, beta: float) -> float:
+    """Heat capacity C = d<E>/dT (k_B = 1) of an open nearest-neighbour chain."""
+    k = np.abs(beta * np.asarray(bond_j, dtype=float))
+    ks = np.where(k < 1e-4, 1.0, k)
+    term = np.where(k < 1e-4, k**2 / 3.0, 1.0 - ks**2 / np.sinh(np.minimum(ks, 700)) ** 2)
+    return float(np.sum(term))
+
+
+def helix_ground_state(j1: float, j2: float) -> tuple[float, float]:
+    """Ground state of the uniform infinite J1-J2 chain.
+
+    Returns:
+        (q, e): pitch angle q in radians between neighbouring spins (cos q = -J1 / (4 J2) when
+        J2 < -|J1|/4, else the collinear state) and the energy per site e = -J1 cos q - J2 cos 2q.
+    """
+    if j2 < 0 and abs(j1) < -4 * j2:
+        q = float(np.arccos(-j1 / (4 * j2)))
+    else:
+        q = 0.0 if j1 >= 0 else float(np.pi)
+    return q, float(-j1 * np.cos(q) - j2 * np.cos(2 * q))

@@ -1,0 +1,66 @@
+"""One pure function per figure: numbers in, matplotlib figure out (never shown, only saved)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def dataset_figure(
+    lengths: np.ndarray,
+    bond_dots: dict[str, np.ndarray],
+    force_magnitudes: np.ndarray,
+    conformations: list[np.ndarray],
+    title: str = "",
+) -> Figure:
+    """The data-set figure (the paper's Fig. S1), four panels.
+
+    Args:
+        lengths: (n_seq,) chain lengths.
+        bond_dots: S_i.S_{i+r} values per bond class name (only range-1 classes are drawn).
+        force_magnitudes: |F_i| values (units of J).
+        conformations: a few (L, 3) spin chains, drawn as the cumulative sum of their spins.
+    """
+    fig = plt.figure(figsize=(13, 9.5))
+    ax = fig.add_subplot(2, 2, 1)
+    lo, hi = int(lengths.min()), int(lengths.max())
+    ax.hist(lengths, bins=np.arange(lo, hi + 2) - 0.5, color="tab:blue", alpha=0.8)
+    ax.set(xlabel="chain length L", ylabel="sequences", title="(a) length distribution")
+
+    ax = fig.add_subplot(2, 2, 2)
+    for name, values in bond_dots.items():
+        if name.startswith("J1_") and values.size:
+            ax.hist(values, bins=np.linspace(values.min(), 1, 80), histtype="step", lw=1.5,
+                    density=True, label=f"{name} (mean {values.mean():.3f})")
+    ax.set(xlabel=r"$S_i\cdot S_{i+1}$", ylabel="density", yscale="log",
+           title="(b) nearest-neighbour alignment per bond type")
+    ax.legend()
+
+    ax = fig.add_subplot(2, 2, 3)
+    ax.hist(force_magnitudes, bins=100, color="tab:green", alpha=0.8, density=True)
+    ax.axvline(np.median(force_magnitudes), color="k", ls="--",
+               label=f"median {np.median(force_magnitudes):.3f}")
+    ax.set(xlabel=r"$|F_i|$ (units of J)", ylabel="density",
+           title="(c) tangent force magnitude")
+    ax.legend()
+
+    ax = fig.add_subplot(2, 2, 4, projection="3d")
+    for k, spins in enumerate(conformations):
+        path = np.vstack([np.zeros(3), np.cumsum(spins, axis=0)])
+        ax.plot(*path.T, marker="o", ms=2, lw=1.2, label=f"L = {len(spins)}", color=f"C{k}")
+    ax.set(xlabel="x", ylabel="y", zlabel="z", title=r"(d) conformations $\sum_{j\leq i} S_j$")
+    ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Figure, path) -> None:
+    """Save as PNG and release the figure's memory."""
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

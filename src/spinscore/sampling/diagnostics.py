@@ -1,0 +1,91 @@
+"""Health and content of a simulated data set: swap rates, round trips, energies, bond order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from spinscore.io import Dataset
+from spinscore.physics.hamiltonian import bond_classes, bond_couplings, tangent_force
+
+
+def bond_dots_by_class(ds: Dataset) -> dict[str, np.ndarray]:
+    """S_i . S_{i+r} of every bond in the data set, grouped by parameter name (e.g. 'J1_AB')."""
+    system = ds.config.system
+    classes = bond_classes(ds.types, system.n_types, system.max_range)  # (n, K, L)
+    spins = ds.spins.astype(np.float64)
+    length = spins.shape[2]
+    out = {}
+    names = system.parameter_names()
+    for r in range(1, system.max_range + 1):
+        dots = np.sum(spins[:, :, : length - r] * spins[:, :, r:], axis=-1)  # (n, snap, L-r)
+        cls = np.broadcast_to(classes[:, None, r - 1, : length - r], dots.shape)
+        for k, name in enumerate(names):
+            if name.startswith(f"J{r}_"):
+                out[name] = dots[cls == k]
+    return out
+
+
+def tangent_force_magnitudes(ds: Dataset) -> np.ndarray:
+    """|F_i| of every real site of every snapshot (units of J), flattened."""
+    bonds = bond_couplings(ds.types, ds.config.system.coupling_table())[:, None]
+    force = tangent_force(ds.spins.astype(np.float64), bonds)
+    return np.linalg.norm(force, axis=-1)[np.broadcast_to(ds.valid[:, None], force.shape[:-1])]
+
+
+def dataset_summary(ds: Dataset) -> dict[str, Any]:
+    """JSON-ready summary: sizes, system, temperatures, swap rates, energy per spin, bond order."""
+    system, sim = ds.config.system, ds.config.simulation
+    n_spins = ds.length.astype(float)[:, None]
+    e_per_spin = ds.energy / n_spins
+    acc = ds.swap_acceptance
+    dots = bond_dots_by_class(ds)
+    return {
+        "file": str(ds.path),
+        "sequences": ds.n_sequences,
+        "snapshots_per_sequence": ds.n_snapshots,
+        "spins_total": int(ds.length.sum() * ds.n_snapshots),
+        "length_min_mean_max": [int(ds.length.min()), float(ds.length.mean()),
+                                int(ds.length.max())],
+        "types": list(system.types),
+        "couplings": dict(zip(system.parameter_names(), system.parameter_vector().tolist(),
+                              strict=True)),
+        "temperature": system.temperature,
+        "beta": system.beta,
+        "temperatures": ds.temperatures.tolist(),
+        "swap_acceptance_mean": acc.mean(axis=0).tolist() if acc.size else [],
+        "swap_acceptance_min": float(acc.min()) if acc.size else None,
+        "round_trips_mean": float(ds.round_trips.mean()),
+        "energy_per_spin_mean": float(e_per_spin.mean()),
+        "energy_per_spin_std": float(e_per_spin.std()),
+        "bond_correlation_mean": {k: float(v.mean()) for k, v in dots.items() if v.size},
+        "schedule": {"replicas": sim.replicas, "burn_in": sim.burn_in,
+                     "thinning": sim.thinning, "swap_every": sim.swap_every, "seed": sim.seed},
+        "spinscore_version": str(ds.attrs.get("spinscore_version", "")),
+        "git_commit": str(ds.attrs.get("git_commit", "")),
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Human-readable text of `dataset_summary`."""
+    s = summary
+    lo, mean, hi = s["length_min_mean_max"]
+    lines = [
+        f"data set      {s['file']}",
+        f"size          {s['sequences']} sequences x {s['snapshots_per_sequence']} snapshots "
+        f"= {s['spins_total']} spins; length {lo}..{hi} (mean {mean:.1f})",
+        f"system        types {s['types']}, T = {s['temperature']:g} (beta = {s['beta']:g})",
+        "couplings     " + ", ".join(f"{k} = {v:+g}" for k, v in s["couplings"].items()),
+        f"energy/spin   {s['energy_per_spin_mean']:.5f} +- {s['energy_per_spin_std']:.5f} (std)",
+        "<S.S'>        " + ", ".join(f"{k} {v:+.4f}" for k, v in
+                                     s["bond_correlation_mean"].items()),
+    ]
+    if s["swap_acceptance_mean"]:
+        rates = " ".join(f"{a:.2f}" for a in s["swap_acceptance_mean"])
+        lines.append(f"swap rates    {rates} (hot -> cold pairs; min over chains "
+                     f"{s['swap_acceptance_min']:.2f})")
+        lines.append(f"round trips   {s['round_trips_mean']:.1f} per chain (mean)")
+    lines.append(f"provenance    spinscore {s['spinscore_version']} ({s['git_commit']}), "
+                 f"seed {s['schedule']['seed']}")
+    return "\n".join(lines)

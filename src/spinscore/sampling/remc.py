@@ -1,0 +1,159 @@
+"""Replica-exchange Monte Carlo of many independent chains: ladders, seeding, chunks.
+
+Each chain i has its own random stream, `SeedSequence(seed, spawn_key=(i,))`: its length and
+site types are drawn from it with NumPy, then it seeds the compiled kernel's xoshiro state. A
+chain's result therefore depends only on (config, i), never on chunking, threads or workers.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+import numpy as np
+
+from spinscore.config import RunConfig, SimulationConfig, SystemConfig
+from spinscore.physics.hamiltonian import bond_couplings, energy
+from spinscore.sampling import kernels
+
+
+def temperature_ladder(t_min: float, t_max: float, n: int) -> np.ndarray:
+    """Geometric ladder of n temperatures from t_max (index 0) down to t_min (index n-1)."""
+    if n == 1:
+        return np.array([t_min])
+    return t_max * (t_min / t_max) ** (np.arange(n) / (n - 1))
+
+
+def chain_seed(seed: int, index: int) -> np.random.SeedSequence:
+    """The random stream of chain `index` of a data set with master seed `seed`."""
+    return np.random.SeedSequence(seed, spawn_key=(index,))
+
+
+def draw_sequence(system: SystemConfig, rng: np.random.Generator) -> np.ndarray:
+    """A chain's site types: length uniform in system.length (inclusive), types uniform.
+    Returns (L,) int8."""
+    lo, hi = system.length
+    length = int(rng.integers(lo, hi + 1))
+    return rng.integers(0, system.n_types, size=length).astype(np.int8)
+
+
+def padded_bonds(types: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Bond couplings in the kernels' padded layout, shape (K, L + 2K) float64."""
+    n_range = table.shape[0]
+    bonds = np.zeros((n_range, len(types) + 2 * n_range))
+    bonds[:, n_range : n_range + len(types)] = bond_couplings(types, table)
+    return bonds
+
+
+@dataclass
+class ChainResult:
+    """REMC output of one chain. Shapes: types (L,), spins (n_snap, L, 3) float64,
+    swap_acceptance (R-1,), ladder_energy_mean/var (R,)."""
+
+    types: np.ndarray
+    spins: np.ndarray
+    swap_acceptance: np.ndarray
+    ladder_energy_mean: np.ndarray
+    ladder_energy_var: np.ndarray
+    round_trips: int
+
+
+def simulate_chain(
+    system: SystemConfig,
+    sim: SimulationConfig,
+    index: int,
+    types: np.ndarray | None = None,
+    temperatures: np.ndarray | None = None,
+) -> ChainResult:
+    """Run REMC for chain `index` of a data set (SPEC §3).
+
+    `types` overrides the drawn sequence (the random stream is the same either way) and
+    `temperatures` (R,) overrides the ladder, index 0 hottest (e.g. for thermodynamic
+    integration or tests at one temperature).
+    """
+    seq = chain_seed(sim.seed, index)
+    rng = np.random.default_rng(seq)
+    drawn = draw_sequence(system, rng)
+    types = drawn if types is None else np.asarray(types, dtype=np.int8)
+    if temperatures is None:
+        temperatures = temperature_ladder(system.temperature, sim.t_max, sim.replicas)
+    betas = 1.0 / np.asarray(temperatures, dtype=float)
+    table = system.coupling_table()
+    n_range, n_rep, length = table.shape[0], len(betas), len(types)
+    state = rng.bit_generator.random_raw(4).astype(np.uint64) | np.uint64(1)
+
+    bonds = padded_bonds(types, table)
+    spins = np.zeros((n_rep, length + 2 * n_range, 3))
+    kernels.random_spins(spins, n_range, state)
+    snaps = np.empty((sim.snapshots, length, 3))
+    accepted = np.zeros(max(n_rep - 1, 0), dtype=np.int64)
+    attempted = np.zeros_like(accepted)
+    e_sum, e_sq = np.zeros(n_rep), np.zeros(n_rep)
+    n_samples, trips = kernels.remc_chain(
+        spins, bonds, betas, sim.burn_in, sim.snapshots, sim.thinning, sim.swap_every, state,
+        snaps, accepted, attempted, e_sum, e_sq,
+    )  # fmt: skip
+    n = max(n_samples, 1)
+    mean = e_sum / n
+    return ChainResult(
+        types=types,
+        spins=snaps,
+        swap_acceptance=accepted / np.maximum(attempted, 1),
+        ladder_energy_mean=mean,
+        ladder_energy_var=np.maximum(e_sq / n - mean**2, 0.0),
+        round_trips=int(trips),
+    )
+
+
+def simulate_chunk(config: RunConfig, indices: list[int] | range) -> dict[str, np.ndarray]:
+    """Simulate the chains `indices` and pack them as zero-padded arrays (the data-set layout).
+
+    Returns a dict: spins float32 (n, n_snap, L_max, 3), types int8 (n, L_max) with -1 padding,
+    length int32 (n,), energy float64 (n, n_snap) of the stored float32 spins, swap_acceptance
+    (n, R-1), ladder_energy_mean/var (n, R), round_trips int32 (n,), index int64 (n,).
+    """
+    system, sim = config.system, config.simulation
+    n, l_max, n_rep = len(indices), system.length[1], sim.replicas
+    out = {
+        "spins": np.zeros((n, sim.snapshots, l_max, 3), dtype=np.float32),
+        "types": np.full((n, l_max), -1, dtype=np.int8),
+        "length": np.zeros(n, dtype=np.int32),
+        "energy": np.zeros((n, sim.snapshots)),
+        "swap_acceptance": np.zeros((n, max(n_rep - 1, 0))),
+        "ladder_energy_mean": np.zeros((n, n_rep)),
+        "ladder_energy_var": np.zeros((n, n_rep)),
+        "round_trips": np.zeros(n, dtype=np.int32),
+        "index": np.asarray(list(indices), dtype=np.int64),
+    }
+    table = system.coupling_table()
+    for row, index in enumerate(indices):
+        res = simulate_chain(system, sim, index)
+        length = len(res.types)
+        out["types"][row, :length] = res.types
+        out["length"][row] = length
+        out["spins"][row, :, :length] = res.spins
+        out["swap_acceptance"][row] = res.swap_acceptance
+        out["ladder_energy_mean"][row] = res.ladder_energy_mean
+        out["ladder_energy_var"][row] = res.ladder_energy_var
+        out["round_trips"][row] = res.round_trips
+    # The energy of the spins as stored (float32), from the one definition of H.
+    bonds = bond_couplings(out["types"], table)
+    out["energy"] = energy(out["spins"].astype(np.float64), bonds[:, None])
+    return out
+
+
+def chunk_ranges(n_sequences: int, chunk_size: int) -> list[range]:
+    """Split 0..n_sequences-1 into consecutive chunks of at most chunk_size chains."""
+    return [range(a, min(a + chunk_size, n_sequences)) for a in range(0, n_sequences, chunk_size)]
+
+
+def run_chunks_local(config: RunConfig, chunks: list[range], threads: int):
+    """Yield (chunk, arrays) as chunks finish, on `threads` threads (kernels release the GIL)."""
+    if threads <= 1:
+        for chunk in chunks:
+            yield chunk, simulate_chunk(config, chunk)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        futures = {pool.submit(simulate_chunk, config, c): c for c in chunks}
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()

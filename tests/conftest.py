@@ -1,0 +1,48 @@
+"""Shared fixtures: small configurations and data sets."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spinscore.config import RunConfig, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+PAPER_SYSTEM = {
+    "types": ["A", "B"],
+    "couplings": {1: {"AA": 1.0, "AB": 0.8, "BB": 0.5}, 2: {"AA": -0.45, "AB": -0.35, "BB": -0.25}},
+    "length": [20, 50],
+    "temperature": 0.05,
+}
+SMALL_SIMULATION = {
+    "sequences": 12, "snapshots": 3, "replicas": 4, "t_max": 1.0, "burn_in": 20,
+    "thinning": 10, "swap_every": 5, "seed": 7, "chunk_size": 4,
+}
+
+
+def make_config(system: dict | None = None, simulation: dict | None = None, **sim_kw) -> RunConfig:
+    """A RunConfig from the paper system and a tiny simulation, with overrides."""
+    sys_ = copy.deepcopy(PAPER_SYSTEM) if system is None else system
+    sim = {**SMALL_SIMULATION, **(simulation or {}), **sim_kw}
+    return parse_config({"system": sys_, "simulation": sim})
+
+
+def write_config(path: Path, system: dict | None = None, **sim_kw) -> Path:
+    data = {"system": copy.deepcopy(PAPER_SYSTEM) if system is None else system,
+            "simulation": {**SMALL_SIMULATION, **sim_kw}}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """A small simulated data set of the paper's system (12 chains x 3 snapshots)."""
+    from spinscore.sampling.simulate import simulate_dataset
+
+    out = tmp_path_factory.mktemp("data") / "small.h5"
+    simulate_dataset(make_config(), out, threads=2, progress=False)
+    return out

@@ -1,0 +1,126 @@
+"""Bad input: one clear line naming file and field, exit code 2, no traceback, no output file."""
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import PAPER_SYSTEM, write_config
+from spinscore.cli import main
+
+
+def run(args):
+    res = CliRunner().invoke(main, args)
+    return res.exit_code, res.output
+
+
+def assert_clean_error(code, output, *expected):
+    assert code == 2, output
+    assert "Traceback" not in output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), output
+    for text in expected:
+        assert text in output, output
+
+
+CONFIG_ERRORS = [
+    (["--set", "system.couplings.1.AX=0.3"], "unknown site type 'X'"),
+    (["--set", "system.temperature=-0.1"], "system.temperature"),
+    (["--set", "simulation.snapshots=0"], "simulation.snapshots"),
+    (["--set", "system.length=[2, 30]"], "too short for interaction range 2"),
+    (["--set", "simulation.sequencs=10"], "did you mean 'sequences'"),
+    (["--set", "simulation.replicas=four"], "simulation.replicas"),
+    (["--set", "simulation.sequences"], "expected section.key=value"),
+]
+
+
+@pytest.mark.parametrize("extra,expected", CONFIG_ERRORS)
+def test_simulate_config_errors(tmp_path, extra, expected):
+    cfg = write_config(tmp_path / "cfg.yaml", sequences=2)
+    out = tmp_path / "o.h5"
+    code, output = run(["simulate", "--config", str(cfg), "--out", str(out), *extra])
+    assert_clean_error(code, output, expected, "cfg.yaml")
+    assert not out.exists() and not (tmp_path / "o.h5.parts").exists()
+
+
+def test_unknown_type_in_file(tmp_path):
+    system = {**PAPER_SYSTEM, "couplings": {1: {"AA": 1, "AB": 1, "BB": 1, "AC": 2}}}
+    cfg = write_config(tmp_path / "cfg.yaml", system=system)
+    code, output = run(["simulate", "--config", str(cfg), "--out", str(tmp_path / "o.h5")])
+    assert_clean_error(code, output, "couplings.1.AC: unknown site type 'C'")
+
+
+def test_debug_shows_traceback(tmp_path):
+    cfg = write_config(tmp_path / "cfg.yaml", sequences=2)
+    res = CliRunner().invoke(main, ["--debug", "simulate", "--config", str(cfg), "--out",
+                                    str(tmp_path / "o.h5"), "--set", "system.temperature=0"])
+    assert res.exit_code != 0 and res.exception is not None
+
+
+@pytest.fixture
+def broken_copy(tmp_path, small_dataset):
+    def make(name, edit):
+        path = tmp_path / name
+        shutil.copy(small_dataset, path)
+        edit(path)
+        return path
+    return make
+
+
+def _set(field, fn):
+    def edit(path):
+        with h5py.File(path, "r+") as f:
+            data = f[field][()]
+            fn(data)
+            f[field][...] = data
+    return edit
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _garbage(path):
+    path.write_bytes(b"not an hdf5 file at all" * 100)
+
+
+def _drop(field):
+    def edit(path):
+        with h5py.File(path, "r+") as f:
+            del f[field]
+    return edit
+
+
+BAD_FILES = [
+    ("nan.h5", _set("spins", lambda s: s.__setitem__((1, 0, 3, 0), np.nan)), "'spins': non-finite"),
+    ("norm.h5", _set("spins", lambda s: s.__setitem__((2, 1, 4), [1.0, 1.0, 0.0])),
+     "'spins': not a unit vector at sequence 2, snapshot 1, site 4"),
+    ("types.h5", _set("types", lambda t: t.__setitem__((0, 0), 5)), "'types'"),
+    ("trunc.h5", _truncate, "not a readable HDF5 file"),
+    ("garbage.h5", _garbage, "not a readable HDF5 file"),
+    ("nofield.h5", _drop("energy"), "field 'energy' missing"),
+]
+
+
+@pytest.mark.parametrize("name,edit,expected", BAD_FILES)
+def test_inspect_bad_files(broken_copy, tmp_path, name, edit, expected):
+    path = broken_copy(name, edit)
+    code, output = run(["inspect", str(path), "--plots", str(tmp_path / "plots")])
+    assert_clean_error(code, output, name, expected)
+    assert not (tmp_path / "plots").exists()
+
+
+def test_inspect_missing_file(tmp_path):
+    code, output = run(["inspect", str(tmp_path / "none.h5")])
+    assert_clean_error(code, output, "none.h5", "no such data file")
+
+
+def test_inspect_summary_and_plots(small_dataset, tmp_path):
+    code, output = run(["inspect", str(small_dataset), "--plots", str(tmp_path / "p")])
+    assert code == 0, output
+    assert "12 sequences x 3 snapshots" in output and "swap rates" in output
+    assert (tmp_path / "p" / "dataset.png").stat().st_size > 10_000
+    assert (tmp_path / "p" / "dataset_summary.json").exists()

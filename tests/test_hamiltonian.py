@@ -1,0 +1,133 @@
+"""The Hamiltonian: NumPy, torch and the compiled kernels agree; forces are gradients;
+invariances hold; padding changes nothing."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_config
+from spinscore.physics.hamiltonian import (
+    bond_classes,
+    bond_couplings,
+    energy,
+    local_field,
+    tangent_force,
+)
+from spinscore.sampling import kernels
+from spinscore.sampling.remc import padded_bonds
+
+SYSTEM3 = {"types": ["A", "B", "C"], "length": [8, 15], "temperature": 0.5,
+           "couplings": {1: {"AA": 1, "BB": 0.7, "CC": -0.3, "AB": 0.5, "AC": 0.2, "BC": -0.1},
+                         2: {"AA": -0.4, "BB": -0.2, "CC": 0.1, "AB": 0.3, "AC": 0, "BC": -0.6},
+                         3: {"AA": 0.05, "BB": 0, "CC": 0.2, "AB": 0, "AC": -0.1, "BC": 0}}}
+
+
+def random_batch(rng, system, batch=5):
+    lo, hi = system.length
+    l_max = hi
+    lengths = rng.integers(lo, hi + 1, size=batch)
+    types = np.full((batch, l_max), -1, dtype=np.int8)
+    spins = np.zeros((batch, l_max, 3))
+    for b, n in enumerate(lengths):
+        types[b, :n] = rng.integers(0, system.n_types, n)
+        v = rng.standard_normal((n, 3))
+        spins[b, :n] = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    return types, spins
+
+
+@pytest.fixture(params=["paper", "three_types"])
+def system(request):
+    return make_config().system if request.param == "paper" else make_config(SYSTEM3).system
+
+
+def brute_energy(spins, types, table):
+    """Double loop over all pairs: an independent definition of H."""
+    e, n = 0.0, int(np.sum(types >= 0))
+    for i in range(n):
+        for j in range(i + 1, min(n, i + table.shape[0] + 1)):
+            e -= table[j - i - 1, types[i], types[j]] * spins[i] @ spins[j]
+    return e
+
+
+def test_energy_matches_brute_force(system):
+    rng = np.random.default_rng(1)
+    types, spins = random_batch(rng, system)
+    table = system.coupling_table()
+    e = energy(spins, bond_couplings(types, table))
+    for b in range(len(types)):
+        assert e[b] == pytest.approx(brute_energy(spins[b], types[b], table), abs=1e-12)
+
+
+def test_numpy_torch_and_kernel_agree(system):
+    rng = np.random.default_rng(2)
+    types, spins = random_batch(rng, system)
+    table = system.coupling_table()
+    bonds = bond_couplings(types, table)
+    bonds_t = bond_couplings(torch.as_tensor(types), table)
+    np.testing.assert_allclose(bonds_t.numpy(), bonds, atol=0)
+    st = torch.as_tensor(spins)
+    np.testing.assert_allclose(energy(st, bonds_t).numpy(), energy(spins, bonds), atol=1e-12)
+    np.testing.assert_allclose(tangent_force(st, bonds_t).numpy(), tangent_force(spins, bonds),
+                               atol=1e-12)
+    for b in range(len(types)):
+        n = int(np.sum(types[b] >= 0))
+        pad = np.zeros((n + 2 * table.shape[0], 3))
+        pad[table.shape[0]: table.shape[0] + n] = spins[b, :n]
+        e_kernel = kernels.chain_energy(pad, padded_bonds(types[b, :n], table))
+        assert e_kernel == pytest.approx(energy(spins[b], bonds[b]), abs=1e-12)
+
+
+def test_force_is_minus_gradient_and_tangent(system):
+    rng = np.random.default_rng(3)
+    types, spins = random_batch(rng, system)
+    bonds = bond_couplings(torch.as_tensor(types), system.coupling_table())
+    s = torch.as_tensor(spins, dtype=torch.float64).requires_grad_(True)
+    energy(s, bonds).sum().backward()
+    grad = s.grad.numpy()
+    proj = -(grad - np.sum(grad * spins, -1, keepdims=True) * spins)
+    force = tangent_force(spins, bond_couplings(types, system.coupling_table()))
+    np.testing.assert_allclose(force, proj, atol=1e-12)
+    assert np.abs(np.sum(force * spins, axis=-1)).max() < 1e-12
+    # energy = -1/2 sum_i S_i . h_i
+    h = local_field(spins, bond_couplings(types, system.coupling_table()))
+    np.testing.assert_allclose(energy(spins, bond_couplings(types, system.coupling_table())),
+                               -0.5 * np.sum(h * spins, axis=(-1, -2)), atol=1e-12)
+
+
+def test_invariance_under_random_o3(system):
+    from scipy.stats import special_ortho_group
+
+    rng = np.random.default_rng(4)
+    types, spins = random_batch(rng, system)
+    bonds = bond_couplings(types, system.coupling_table())
+    for k in range(20):
+        q = special_ortho_group.rvs(3, random_state=k) * (-1) ** k  # proper and improper
+        np.testing.assert_allclose(energy(spins @ q.T, bonds), energy(spins, bonds), atol=1e-12)
+        np.testing.assert_allclose(tangent_force(spins @ q.T, bonds),
+                                   tangent_force(spins, bonds) @ q.T, atol=1e-12)
+
+
+def test_padding_changes_nothing(system):
+    rng = np.random.default_rng(5)
+    types, spins = random_batch(rng, system)
+    table = system.coupling_table()
+    junk = rng.standard_normal(spins.shape)
+    padded = np.where((types >= 0)[..., None], spins, junk)
+    more_t = np.concatenate([types, np.full((len(types), 7), -1, np.int8)], axis=1)
+    more_s = np.concatenate([padded, rng.standard_normal((len(types), 7, 3))], axis=1)
+    e = energy(spins, bond_couplings(types, table))
+    np.testing.assert_allclose(energy(more_s, bond_couplings(more_t, table)), e, atol=1e-12)
+    f = tangent_force(more_s, bond_couplings(more_t, table))[:, : types.shape[1]]
+    valid = (types >= 0)[..., None]
+    np.testing.assert_allclose(np.where(valid, f, 0),
+                               np.where(valid, tangent_force(spins, bond_couplings(types, table)), 0),
+                               atol=1e-12)
+
+
+def test_bond_classes_index_the_parameter_vector(system):
+    rng = np.random.default_rng(6)
+    types, _ = random_batch(rng, system)
+    bonds = bond_couplings(types, system.coupling_table())
+    cls = bond_classes(types, system.n_types, system.max_range)
+    values = np.append(system.parameter_vector(), 0.0)  # class -1 -> 0
+    np.testing.assert_array_equal(values[cls], bonds)
