@@ -227,7 +227,7 @@ def _small_t(theta: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     # Jacobian: ψ dβ/du / sin(ψ/2) = D u / (2 sqrt(sin((ψ−θ)/2) sin((ψ+θ)/2))), written with
     # sinc factors so that it stays finite at θ = π (a = 0) and θ = 0
     arg2 = a * (1 - r / 2)  # = π − (ψ+θ)/2
-    s2 = torch.sin(torch.minimum(sig / 2, arg2)) / arg2
+    s2 = torch.where(arg2 <= sig / 2, _sinc(arg2), torch.sin(sig / 2) / arg2)  # sin(arg2)/arg2
     jac = torch.sqrt((_PI + th) * sig / 2 / ((1 - r / 2) * _sinc(a * r / 2) * s2))
     rho, drho = _image_terms(psi, tt)
     weight = torch.exp(-big_d * u * u / (2 * tt)) * (1 + rho) * jac * (upper * w)

@@ -7,7 +7,8 @@ chain's result therefore depends only on (config, i), never on chunking, threads
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,11 +106,16 @@ def simulate_chain(
     )
 
 
-def simulate_chunk(config: RunConfig, indices: list[int] | range,
-                   executor: Executor | None = None) -> dict[str, np.ndarray]:
-    """Simulate the chains `indices` and pack them as zero-padded arrays (the data-set layout).
+def simulate_chunk(config: RunConfig, indices: list[int] | range) -> dict[str, np.ndarray]:
+    """Simulate the chains `indices` one after the other and pack them (`pack_chunk`)."""
+    return pack_chunk(config, indices,
+                      [simulate_chain(config.system, config.simulation, i) for i in indices])
 
-    `executor` (optional) runs the chains of the chunk concurrently (the kernels release the GIL).
+
+def pack_chunk(config: RunConfig, indices: list[int] | range,
+               results: list[ChainResult]) -> dict[str, np.ndarray]:
+    """Pack the results of chains `indices` as zero-padded arrays (the data-set layout).
+
     Returns a dict: spins float32 (n, n_snap, L_max, 3), types int8 (n, L_max) with -1 padding,
     length int32 (n,), energy float64 (n, n_snap) of the stored float32 spins, swap_acceptance
     (n, R-1), ladder_energy_mean/var (n, R), round_trips int32 (n,), index int64 (n,).
@@ -128,8 +134,6 @@ def simulate_chunk(config: RunConfig, indices: list[int] | range,
         "index": np.asarray(list(indices), dtype=np.int64),
     }
     table = system.coupling_table()
-    run = executor.map if executor is not None else map
-    results = run(lambda i: simulate_chain(system, sim, i), indices)
     for row, res in enumerate(results):
         length = len(res.types)
         out["types"][row, :length] = res.types
@@ -151,8 +155,17 @@ def chunk_ranges(n_sequences: int, chunk_size: int) -> list[range]:
 
 
 def run_chunks_local(config: RunConfig, chunks: list[range], threads: int):
-    """Yield (chunk, arrays) chunk after chunk; the chains of a chunk run on `threads` threads
-    (so that all cores stay busy up to the last chain, not only up to the last chunk)."""
+    """Yield (chunk, arrays) chunk after chunk, the chains running on `threads` threads.
+
+    The chains of the next chunk are queued before the current one is packed, so every core
+    stays busy across chunk boundaries.
+    """
+    system, sim = config.system, config.simulation
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for chunk in chunks:
-            yield chunk, simulate_chunk(config, chunk, pool if threads > 1 else None)
+        queued: deque = deque()
+        for chunk in [*chunks, None]:
+            if chunk is not None:
+                queued.append((chunk, [pool.submit(simulate_chain, system, sim, i) for i in chunk]))
+            if len(queued) > 1 or (chunk is None and queued):
+                done, futures = queued.popleft()
+                yield done, pack_chunk(config, done, [f.result() for f in futures])
