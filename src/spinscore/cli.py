@@ -103,5 +103,27 @@ def _dataset_plots(ds, out: Path) -> None:
     save_figure(fig, out / "dataset.png")
 
 
+@main.command()
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="Training data set (.h5 from `spinscore simulate`).")
+@config_options
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Start again even if --out holds a run.")
+@click.option("--device", default=None, help="torch device (default: cuda if present, else cpu).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(data_path, config_path, overrides, out, resume, overwrite, device, quiet):
+    """Train the equivariant score model by denoising score matching on (S^2)^N.
+
+    Several processes: torchrun --nproc_per_node=K -m spinscore.cli train ... (DDP)."""
+    from spinscore.config import load_config
+    from spinscore.training.loop import train as run_training
+
+    config = load_config(config_path, overrides)
+    path = run_training(config, data_path, out, resume=resume, overwrite=overwrite,
+                        device=device, progress=not quiet)
+    click.echo(f"wrote {path}")
+
+
 if __name__ == "__main__":
     main()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -168,11 +168,99 @@ class SimulationConfig(_Frozen):
     chunk_size: int = Field(default=32, gt=0)
 
 
+class ModelConfig(_Frozen):
+    """The score network (SPEC §5). The paper's sizes are c_s 64, c_z 32, 4 blocks, 4 heads."""
+
+    single_dim: int = Field(default=64, gt=0)
+    pair_dim: int = Field(default=32, gt=0)
+    blocks: int = Field(default=4, ge=1)
+    heads: int = Field(default=4, ge=1)
+    transition: int = Field(default=2, ge=1)  # hidden width factor of the MLPs
+    max_distance: int = Field(default=32, ge=1)  # |i - j| embedding clipped beyond this
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.single_dim % self.heads:
+            raise ValueError(f"single_dim ({self.single_dim}) must be divisible by heads "
+                             f"({self.heads})")
+        return self
+
+
+class TimeComponent(_Frozen):
+    """One component of the mixture from which training times t are drawn."""
+
+    weight: float = Field(gt=0)
+    low: float = Field(gt=0)
+    high: float = Field(gt=0)
+    kind: Literal["loguniform", "uniform"] = "loguniform"
+
+    @model_validator(mode="after")
+    def _check(self) -> TimeComponent:
+        if self.low >= self.high:
+            raise ValueError(f"expected low < high, got [{self.low}, {self.high}]")
+        return self
+
+
+class DiffusionConfig(_Frozen):
+    """Brownian motion on each sphere (generator 1/2 Laplacian, t = sigma^2) and the training
+    objective (SPEC §4).
+
+    t is drawn from a mixture of log-uniform / uniform components on [t_min, t_max]. The loss
+    weight is lambda(t) / p(t) with lambda = 1 for `likelihood` (the continuous-time ELBO
+    weighting of a unit-diffusion SDE, whatever p(t) is), so changing where t is sampled only
+    changes the variance, not the objective. `none` gives the plain mean over sampled t;
+    `paper` multiplies by t (the published code's weight).
+    """
+
+    t_min: float = Field(default=1e-3, gt=0)
+    t_max: float = Field(default=5.0, gt=0)
+    t_sampling: tuple[TimeComponent, ...] = (
+        TimeComponent(weight=0.75, low=1e-3, high=0.1),
+        TimeComponent(weight=0.25, low=0.1, high=5.0),
+    )
+    weighting: Literal["likelihood", "none", "paper"] = "likelihood"
+
+    @model_validator(mode="after")
+    def _check(self) -> DiffusionConfig:
+        if self.t_min >= self.t_max:
+            raise ValueError(f"t_min ({self.t_min}) must be below t_max ({self.t_max})")
+        for c in self.t_sampling:
+            if c.low < self.t_min * (1 - 1e-12) or c.high > self.t_max * (1 + 1e-12):
+                raise ValueError(f"t_sampling component [{c.low}, {c.high}] leaves "
+                                 f"[t_min, t_max] = [{self.t_min}, {self.t_max}]")
+        return self
+
+
+class TrainConfig(_Frozen):
+    """Optimisation (SPEC §5 paper values as defaults). `samples` counts training examples
+    (one random snapshot of one sequence each); the paper's 20 epochs of 40 000 sequences is
+    800 000."""
+
+    samples: int = Field(default=800_000, gt=0)
+    batch_size: int = Field(default=256, gt=0)
+    micro_batch_tokens: int = Field(default=40_000, gt=0)  # sum of L^2 per forward pass
+    lr: float = Field(default=1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    warmup_steps: int = Field(default=50, ge=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+    ema_decay: float = Field(default=0.999, ge=0, lt=1)
+    checkpoint_every: int = Field(default=200, gt=0)  # optimizer steps
+    log_every: int = Field(default=10, gt=0)
+    seed: int = Field(default=0, ge=0)
+
+
+DATA_SECTIONS = ("system", "simulation")  # what a data set depends on
+
+
 class RunConfig(_Frozen):
-    """Everything one run needs. Later stages add their own sections."""
+    """Everything one run needs: one section per stage."""
 
     system: SystemConfig
     simulation: SimulationConfig
+    model: ModelConfig = ModelConfig()
+    diffusion: DiffusionConfig = DiffusionConfig()
+    train: TrainConfig = TrainConfig()
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -183,9 +271,12 @@ class RunConfig(_Frozen):
             )
         return self
 
-    def to_yaml(self) -> str:
-        """The resolved configuration as YAML text (round-trips through `parse_config`)."""
+    def to_yaml(self, sections: tuple[str, ...] | None = None) -> str:
+        """The resolved configuration (or only `sections` of it) as YAML text; round-trips
+        through `parse_config`."""
         data = self.model_dump(mode="json")
+        if sections is not None:
+            data = {k: v for k, v in data.items() if k in sections}
         data["system"]["couplings"] = {int(k): v for k, v in data["system"]["couplings"].items()}
         return yaml.safe_dump(data, sort_keys=False)
 

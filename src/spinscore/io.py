@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 
 from spinscore import __version__
-from spinscore.config import RunConfig, parse_config
+from spinscore.config import DATA_SECTIONS, RunConfig, parse_config
 from spinscore.errors import DataError, SpinscoreError
 
 FORMAT_VERSION = 1
@@ -77,7 +77,7 @@ class ChunkStore:
 
     def __init__(self, out: Path, config: RunConfig):
         self.dir = out.with_name(out.name + ".parts")
-        self.config_text = config.to_yaml()
+        self.config_text = config.to_yaml(DATA_SECTIONS)
         self.fingerprint = hashlib.sha256(self.config_text.encode()).hexdigest()
 
     def open(self) -> None:
@@ -141,7 +141,7 @@ def write_dataset(out: Path, config: RunConfig, store: ChunkStore, chunks: list[
         f.create_dataset("temperatures", data=temperatures, track_times=False)
         f.create_dataset("couplings", data=system.coupling_table(), track_times=False)
         f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["config"] = config.to_yaml()
+        f.attrs["config"] = config.to_yaml(DATA_SECTIONS)
         f.attrs["spinscore_version"] = __version__
         f.attrs["git_commit"] = git_commit()
         f.attrs["seed"] = sim.seed

@@ -64,3 +64,19 @@ def save_figure(fig: Figure, path) -> None:
     """Save as PNG and release the figure's memory."""
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def loss_curve_figure(samples: np.ndarray, loss: np.ndarray) -> Figure:
+    """Training loss (per spin, weighted) against training samples seen, with a running mean."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(samples, loss, lw=0.8, alpha=0.5, label="logged loss")
+    if len(loss) >= 5:
+        k = max(2, len(loss) // 20)
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        ax.plot(samples[k - 1 :], smooth, lw=2, label=f"running mean ({k} points)")
+    ax.set(xlabel="training samples", ylabel="DSM loss per spin", xscale="linear",
+           title="training loss")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    return fig

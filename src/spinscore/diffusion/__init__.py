@@ -1,0 +1,1 @@
+"""Riemannian diffusion on (S^2)^N: forward process, loss, likelihood, sampling."""

@@ -1,0 +1,37 @@
+"""Pairformer-style trunk (after AlphaFold 3, reduced): one residual line per sub-block."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from spinscore.model.layers import OuterSum, PairBiasedAttention, Transition
+
+
+class PairformerBlock(nn.Module):
+    def __init__(self, c_s: int, c_z: int, heads: int, transition: int):
+        super().__init__()
+        self.outer_sum = OuterSum(c_s, c_z)
+        self.pair_transition = Transition(c_z, transition)
+        self.attention = PairBiasedAttention(c_s, c_z, heads)
+        self.single_transition = Transition(c_s, transition)
+
+    def forward(self, s: Tensor, z: Tensor, key_bias: Tensor) -> tuple[Tensor, Tensor]:
+        """s: (B, N, c_s), z: (B, N, N, c_z), key_bias: (B, 1, 1, N)."""
+        z = z + self.outer_sum(s)
+        z = z + self.pair_transition(z)
+        s = s + self.attention(s, z, key_bias)
+        s = s + self.single_transition(s)
+        return s, z
+
+
+class Pairformer(nn.Module):
+    def __init__(self, c_s: int, c_z: int, blocks: int, heads: int, transition: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            PairformerBlock(c_s, c_z, heads, transition) for _ in range(blocks)
+        )
+
+    def forward(self, s: Tensor, z: Tensor, key_bias: Tensor) -> tuple[Tensor, Tensor]:
+        for block in self.blocks:
+            s, z = block(s, z, key_bias)
+        return s, z

@@ -1,0 +1,76 @@
+"""The score network ("Mini-AF3", SPEC §5): invariants in, couplings W_ij out, equivariant
+tangent score by construction.
+
+    score_i = P_i sum_j W_ij S_j,   P_i = I - S_i S_i^T,   W = W^T, W_ii = 0
+
+W depends on the spins only through the Gram matrix S_i . S_j, so W is O(3)-invariant and the
+score is O(3)-equivariant, tangent, free of self-forces, and has zero total torque
+sum_i S_i x score_i = sum_ij W_ij S_i x S_j = 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from spinscore.config import ModelConfig
+from spinscore.model.layers import TimeEmbedding
+from spinscore.model.pairformer import Pairformer
+
+_MASKED = -1e9  # additive attention bias on padding keys (finite: no NaN in softmax)
+
+
+class ScoreModel(nn.Module):
+    """Score network for chains of up to `max_length` sites of `n_types` types.
+
+    `output_scale` multiplies W so that the trunk works with O(1) numbers: the score at t -> 0
+    is beta * tangent force, so beta of the data is the natural scale (see `train`).
+    """
+
+    def __init__(self, cfg: ModelConfig, n_types: int, max_length: int, output_scale: float):
+        super().__init__()
+        c_s, c_z = cfg.single_dim, cfg.pair_dim
+        self.cfg, self.n_types, self.max_length = cfg, n_types, max_length
+        self.type_embed = nn.Embedding(n_types, c_s)
+        self.pos_embed = nn.Embedding(max_length, c_s)
+        self.time_embed = TimeEmbedding(c_s)
+        self.dist_embed = nn.Embedding(cfg.max_distance + 1, c_z)
+        self.gram_embed = nn.Linear(1, c_z)
+        self.trunk = Pairformer(c_s, c_z, cfg.blocks, cfg.heads, cfg.transition)
+        self.head = nn.Sequential(nn.LayerNorm(c_z), nn.Linear(c_z, c_z), nn.GELU(),
+                                  nn.Linear(c_z, 1))
+        nn.init.zeros_(self.head[-1].weight)  # start from the zero score (loss ~ target variance)
+        nn.init.zeros_(self.head[-1].bias)
+        self.register_buffer("output_scale", torch.tensor(float(output_scale)))
+
+    def couplings(self, spins: Tensor, types: Tensor, t: Tensor) -> Tensor:
+        """Effective couplings W (B, N, N): symmetric, zero diagonal, zero on padding.
+
+        spins: (B, N, 3) unit vectors (anything on padding); types: (B, N) int, -1 on padding;
+        t: (B,) diffusion times.
+        """
+        b, n, _ = spins.shape
+        mask = types >= 0  # (B, N)
+        idx = torch.arange(n, device=spins.device)
+        s = (self.type_embed(types.clamp(min=0)) + self.pos_embed(idx)[None]
+             + self.time_embed(t)[:, None, :])  # (B, N, c_s)
+        gram = spins @ spins.transpose(1, 2)  # (B, N, N), the only geometric input
+        sep = (idx[:, None] - idx[None, :]).abs().clamp(max=self.cfg.max_distance)  # (N, N)
+        z = self.dist_embed(sep)[None] + self.gram_embed(gram[..., None])  # (B, N, N, c_z)
+        key_bias = torch.where(mask, 0.0, _MASKED).to(s.dtype)[:, None, None, :]  # (B,1,1,N)
+        s, z = self.trunk(s, z, key_bias)
+        w = self.head(z).squeeze(-1)  # (B, N, N)
+        w = 0.5 * (w + w.transpose(1, 2))
+        keep = mask[:, :, None] & mask[:, None, :] & ~torch.eye(n, dtype=torch.bool,
+                                                                  device=spins.device)
+        return self.output_scale * w * keep
+
+    def forward(self, spins: Tensor, types: Tensor, t: Tensor) -> Tensor:
+        """Score (B, N, 3): tangent at each spin, zero on padding. Units of 1/radian."""
+        w = self.couplings(spins, types, t)
+        h = w @ spins  # (B, N, 3): sum_j W_ij S_j
+        return h - (h * spins).sum(-1, keepdim=True) * spins
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

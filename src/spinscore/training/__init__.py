@@ -1,0 +1,1 @@
+"""Training loop, data stream and checkpoints."""

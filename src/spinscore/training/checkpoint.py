@@ -1,0 +1,75 @@
+"""Checkpoints: atomic save, validated load, and rebuilding the model they hold."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from spinscore import __version__
+from spinscore.config import ModelConfig, RunConfig, parse_config
+from spinscore.errors import SpinscoreError
+from spinscore.io import atomic_write_bytes
+from spinscore.model import ScoreModel
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save `state` to `path` atomically (a crash leaves the previous checkpoint)."""
+    buf = io.BytesIO()
+    torch.save({**state, "spinscore_version": __version__}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict (on the CPU); clear errors for missing or unreadable files."""
+    path = Path(path)
+    if not path.exists():
+        raise SpinscoreError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise SpinscoreError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    for key in ("model", "ema", "config", "meta", "step"):
+        if key not in state:
+            raise SpinscoreError(f"{path}: not a spinscore checkpoint (field '{key}' missing)")
+    return state
+
+
+def checkpoint_config(state: dict[str, Any], path: Path | str = "<checkpoint>") -> RunConfig:
+    return parse_config(yaml.safe_load(state["config"]), f"{path} (stored config)")
+
+
+def build_model(model_cfg: ModelConfig, meta: dict[str, Any]) -> ScoreModel:
+    return ScoreModel(model_cfg, n_types=len(meta["types"]), max_length=meta["max_length"],
+                      output_scale=meta["output_scale"])
+
+
+def load_model(path: str | Path, ema: bool = True) -> tuple[ScoreModel, RunConfig, dict]:
+    """The trained network of a checkpoint (EMA weights by default), in eval mode, float32.
+
+    Returns (model, config, meta); meta has `types`, `max_range`, `max_length`, `beta`,
+    `output_scale` of the data it was trained on.
+    """
+    state = load_checkpoint(path)
+    config = checkpoint_config(state, path)
+    model = build_model(config.model, state["meta"])
+    weights = state["ema"] if ema else state["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise SpinscoreError(f"{path}: weights do not fit the stored model config: {exc}") from None
+    return model.eval(), config, state["meta"]
+
+
+def check_compatible(meta: dict[str, Any], types: tuple[str, ...], max_range: int,
+                     what: str) -> None:
+    """Refuse a checkpoint trained on other site types or interaction ranges than `what`."""
+    if list(meta["types"]) != list(types):
+        raise SpinscoreError(f"{what}: site types {list(types)} do not match the checkpoint's "
+                             f"{list(meta['types'])}")
+    if meta["max_range"] != max_range:
+        raise SpinscoreError(f"{what}: interaction range {max_range} does not match the "
+                             f"checkpoint's {meta['max_range']}")
