@@ -16,11 +16,14 @@ class PairformerBlock(nn.Module):
         self.single_transition = Transition(c_s, transition)
 
     def forward(self, s: Tensor, z: Tensor, key_bias: Tensor) -> tuple[Tensor, Tensor]:
-        """s: (B, N, c_s), z: (B, N, N, c_z), key_bias: (B, 1, 1, N)."""
-        z = z + self.outer_sum(s)
-        z = z + self.pair_transition(z)
+        """s: (B, N, c_s), z: (B, N, N, c_z), key_bias: (B, 1, 1, N).
+
+        The single track is updated first and then written into the pair track, so that every
+        sub-block of the last block still reaches the pair-only output head."""
         s = s + self.attention(s, z, key_bias)
         s = s + self.single_transition(s)
+        z = z + self.outer_sum(s)
+        z = z + self.pair_transition(z)
         return s, z
 
 

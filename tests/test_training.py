@@ -1,0 +1,107 @@
+"""Training: resume equals an uninterrupted run, DDP equals one process, bad input is refused."""
+
+import csv
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import PAPER_SYSTEM, write_config
+from spinscore.cli import main
+from spinscore.config import load_config
+from spinscore.errors import SpinscoreError
+from spinscore.training.loop import train
+
+TINY = dict(single_dim=8, pair_dim=4, blocks=1, heads=2, transition=1, max_distance=4)
+
+
+def tiny_config(tmp_path, **train_kw):
+    path = write_config(tmp_path / "cfg.yaml")
+    sets = [f"model.{k}={v}" for k, v in TINY.items()]
+    sets += [f"train.{k}={v}" for k, v in {"samples": 64, "batch_size": 8, "log_every": 1,
+                                            "checkpoint_every": 2, "micro_batch_tokens": 5000,
+                                            **train_kw}.items()]
+    return load_config(path, sets), path, sets
+
+
+def weights(run_dir):
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)
+
+
+def test_resume_gives_the_same_weights(tmp_path, small_dataset):
+    cfg, _, _ = tiny_config(tmp_path)
+    train(cfg, small_dataset, tmp_path / "a", progress=False)
+    train(cfg, small_dataset, tmp_path / "b", progress=False, max_steps=5)  # "crash" at step 5
+    assert weights(tmp_path / "b")["step"] == 5
+    with pytest.raises(SpinscoreError, match="--resume"):
+        train(cfg, small_dataset, tmp_path / "b", progress=False)
+    train(cfg, small_dataset, tmp_path / "b", resume=True, progress=False)
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert a["step"] == b["step"] == 8
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+        assert torch.equal(a["ema"][key], b["ema"][key]), key
+    with open(tmp_path / "b" / "metrics.csv") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == list(range(1, 9))  # each step logged once
+    assert (tmp_path / "a" / "loss_curve.png").exists()
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(tmp_path, small_dataset):
+    cfg, cfg_path, sets = tiny_config(tmp_path, samples=48)
+    train(cfg, small_dataset, tmp_path / "single", progress=False)
+    args = ["train", "--data", str(small_dataset), "--config", str(cfg_path), "--out",
+            str(tmp_path / "ddp"), "--quiet", "--device", "cpu"]
+    for s in sets:
+        args += ["--set", s]
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc_per_node=2", "-m", "spinscore.cli", *args], check=True,
+                   capture_output=True, timeout=300)
+    a, b = weights(tmp_path / "single"), weights(tmp_path / "ddp")
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=1e-5)
+    with open(tmp_path / "single" / "metrics.csv") as f1, open(tmp_path / "ddp" / "metrics.csv") as f2:
+        l1 = [float(r["loss"]) for r in csv.DictReader(f1)]
+        l2 = [float(r["loss"]) for r in csv.DictReader(f2)]
+    np.testing.assert_allclose(l1, l2, rtol=1e-4)
+
+
+def test_bad_inputs(tmp_path, small_dataset):
+    cfg, cfg_path, sets = tiny_config(tmp_path)
+    runner = CliRunner()
+    base = ["train", "--data", str(small_dataset), "--config", str(cfg_path), "--quiet"]
+    for s in sets:
+        base += ["--set", s]
+    # types of the config differ from the data's
+    system3 = {**PAPER_SYSTEM, "types": ["A", "B", "C"],
+               "couplings": {1: {"AA": 1, "BB": 1, "CC": 1, "AB": 1, "AC": 1, "BC": 1}}}
+    path3 = write_config(tmp_path / "three.yaml", system=system3)
+    res = runner.invoke(main, ["train", "--data", str(small_dataset), "--config", str(path3),
+                               "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "types ['A', 'B']" in res.output and "Traceback" not in res.output
+    # an empty data set
+    empty = tmp_path / "empty.h5"
+    shutil.copy(small_dataset, empty)
+    with h5py.File(empty, "r+") as f:
+        for name in list(f):
+            if name not in ("temperatures", "couplings"):
+                data = f[name][()]
+                del f[name]
+                f.create_dataset(name, data=data[:0])
+    res = runner.invoke(main, ["train", "--data", str(empty), "--config", str(cfg_path),
+                               "--out", str(tmp_path / "y")])
+    assert res.exit_code == 2 and "empty" in res.output, res.output
+    # resuming with a model of another size
+    assert runner.invoke(main, [*base, "--out", str(tmp_path / "run")]).exit_code == 0
+    res = runner.invoke(main, [*base, "--out", str(tmp_path / "run"), "--resume",
+                               "--set", "model.pair_dim=6"])
+    assert res.exit_code == 2 and "checkpoint of another model" in res.output, res.output
+    # nothing to resume
+    res = runner.invoke(main, [*base, "--out", str(tmp_path / "none"), "--resume"])
+    assert res.exit_code == 2 and "nothing to resume" in res.output
