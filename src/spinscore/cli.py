@@ -125,5 +125,33 @@ def train(data_path, config_path, overrides, out, resume, overwrite, device, qui
     click.echo(f"wrote {path}")
 
 
+@main.command()
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="Test data set (.h5).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Trained model (checkpoint.pt); needed for --method network.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--method", type=click.Choice(["network", "oracle", "pseudolikelihood",
+                                             "score-matching"]), default="network",
+              show_default=True, help="Force oracle or classical estimator.")
+@click.option("--t-eval", type=float, default=1e-4, show_default=True,
+              help="Diffusion time at which the network is queried.")
+@click.option("--bootstrap", type=int, default=200, show_default=True,
+              help="Bootstrap resamples over sequences for the confidence intervals.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def extract(data_path, checkpoint, out, method, t_eval, bootstrap, quiet):
+    """Recover the couplings from the network's force field (or a classical estimator)."""
+    from spinscore.analysis.extract import ratio_table, run_extraction
+
+    if t_eval <= 0:
+        raise SpinscoreError(f"--t-eval: expected a positive time, got {t_eval}")
+    result = run_extraction(data_path, out, method, checkpoint, t_eval, bootstrap,
+                            progress=not quiet)
+    click.echo(f"{method} extraction, {result['n_snapshots']} snapshots of "
+               f"{result['n_sequences']} sequences")
+    click.echo(ratio_table(result))
+    click.echo(f"wrote {Path(out) / 'extraction.json'}")
+
+
 if __name__ == "__main__":
     main()

@@ -73,28 +73,55 @@ def oracle_force(ds: Dataset):
     return force
 
 
-def summarise(eqs: NormalEquations, ds: Dataset, method: str, n_boot: int = 200,
-              seed: int = 0, **extra) -> dict:
-    """extraction.json content: estimate, metrics, and bootstrap 95% intervals over sequences."""
+def describe(estimate: np.ndarray, r2: float | None, ds: Dataset, method: str, unit: float,
+             xtx: np.ndarray) -> dict:
+    """The metrics of one coupling estimate.
+
+    `unit` is what the estimate was divided by: 1 for force fields in score units (network,
+    oracle: estimate ~ beta J x attenuation), beta for the classical estimators (estimate = J).
+    `scale_over_beta` is the fitted estimate/truth in score units over beta (1 = no attenuation).
+    The force R^2 compares the force field of the estimate with the true one, rescaled by the
+    fitted scale, on the test configurations: 1 - |X (c - s c*)|^2 / |X s c*|^2, with
+    |X v|^2 = v^T (X^T X) v.
+    """
     system = ds.config.system
     truth = system.parameter_vector()
-    est, r2 = eqs.solve()
     result = {"method": method, "parameters": system.parameter_names(),
-              "estimate": est.tolist(), "truth": truth.tolist(), "r2": float(r2),
-              **coupling_metrics(est, truth), "beta": system.beta}
-    result["scale_over_beta"] = result["scale"] / system.beta
-    result["n_equations"] = int(eqs.count.sum())
+              "estimate": np.asarray(estimate).tolist(), "truth": truth.tolist(),
+              "units": "J" if unit != 1.0 else "score (beta J x attenuation)",
+              "r2": None if r2 is None else float(r2), **coupling_metrics(estimate, truth),
+              "beta": system.beta}
+    result["scale_over_beta"] = result["scale"] * unit / system.beta
+    diff = estimate - result["scale"] * truth
+    ref = result["scale"] * truth
+    result["force_r2"] = float(1 - diff @ xtx @ diff / (ref @ xtx @ ref))
     result["n_sequences"] = ds.n_sequences
+    result["n_snapshots"] = ds.n_sequences * ds.n_snapshots
+    return result
+
+
+def summarise(eqs: NormalEquations, ds: Dataset, method: str, n_boot: int = 200,
+              seed: int = 0, unit: float = 1.0, with_r2: bool = True, **extra) -> dict:
+    """`describe` the solution of the normal equations, with bootstrap 95% intervals over
+    sequences (each resample solves the summed per-sequence equations)."""
+    truth = ds.config.system.parameter_vector()
+    est, r2 = eqs.solve()
+    result = describe(est / unit, r2 if with_r2 else None, ds, method, unit, eqs.xtx.sum(0))
+    result["n_equations"] = int(eqs.count.sum())
     rng = np.random.default_rng(seed)
-    boots = {"estimate": [], "ratio_estimate": [], "cosine": [], "r2": [], "scale": []}
+    boots = {"estimate": [], "ratio_estimate": [], "cosine": [], "scale": []}
+    if with_r2:
+        boots["r2"] = []
     for _ in range(n_boot):
         w = np.bincount(rng.integers(0, ds.n_sequences, ds.n_sequences),
                         minlength=ds.n_sequences).astype(float)
         b_est, b_r2 = eqs.solve(w)
-        m = coupling_metrics(b_est, truth)
-        for key, value in (("estimate", b_est.tolist()), ("ratio_estimate", m["ratio_estimate"]),
-                           ("cosine", m["cosine"]), ("r2", b_r2), ("scale", m["scale"])):
-            boots[key].append(value)
+        m = coupling_metrics(b_est / unit, truth)
+        boots["estimate"].append((b_est / unit).tolist())
+        for key in ("ratio_estimate", "cosine", "scale"):
+            boots[key].append(m[key])
+        if with_r2:
+            boots["r2"].append(b_r2)
     if n_boot:
         result["bootstrap_ci95"] = {
             k: np.percentile(np.asarray(v), [2.5, 97.5], axis=0).tolist() for k, v in boots.items()
@@ -115,9 +142,11 @@ def ratio_table(result: dict) -> str:
         ci_s = f"[{ci[0][k]:+.3f}, {ci[1][k]:+.3f}]" if ci else ""
         lines.append(f"{name:<10} {result['ratio_truth'][k]:>8.3f} {pub_s} "
                      f"{result['ratio_estimate'][k]:>9.3f}  {ci_s}")
-    lines.append(f"cosine {result['cosine']:.5f}   R^2 {result['r2']:.4f}   worst ratio error "
-                 f"{result['worst_ratio_error']:.4f}   scale {result['scale']:.3f} "
-                 f"(= {result['scale_over_beta']:.3f} beta)")
+    r2 = "-" if result["r2"] is None else f"{result['r2']:.4f}"
+    lines.append(f"cosine {result['cosine']:.5f}   R^2 {r2}   worst ratio error "
+                 f"{result['worst_ratio_error']:.4f}   scale {result['scale']:.4g} "
+                 f"(scale/beta in score units {result['scale_over_beta']:.3f})   force R^2 "
+                 f"{result['force_r2']:.5f}")
     if set(names) == set(PUBLISHED_RATIOS):
         p = PUBLISHED_METRICS
         lines.append(f"published: cosine {p['cosine']}   R^2 {p['r2']}   worst ratio error "
@@ -140,3 +169,84 @@ def write_json(path: Path, result: dict) -> None:
     import json
 
     path.write_text(json.dumps(result, indent=2))
+
+
+@torch.no_grad()
+def interaction_profile(model, ds: Dataset, t_eval: float, max_distance: int = 15,
+                        max_snapshots: int = 2000, batch_size: int = 128) -> dict:
+    """Mean |W_ij| and its quartiles against |i - j| = 1..max_distance (the paper's Fig. 2),
+    over (up to `max_snapshots` of) the test snapshots."""
+    values: list[list[np.ndarray]] = [[] for _ in range(max_distance)]
+    seen = 0
+    for seq, snap in snapshot_batches(ds, batch_size):
+        if seen >= max_snapshots:
+            break
+        n = int(ds.length[seq].max())
+        x = torch.as_tensor(ds.spins[seq, snap, :n], dtype=torch.float32)
+        ty = torch.as_tensor(ds.types[seq, :n], dtype=torch.int64)
+        w = model.couplings(x, ty, torch.full((len(seq),), float(t_eval))).abs().numpy()
+        valid = ds.types[seq, :n] >= 0
+        for d in range(1, min(max_distance, n - 1) + 1):
+            pair_ok = valid[:, :-d] & valid[:, d:]
+            values[d - 1].append(np.diagonal(w, offset=d, axis1=1, axis2=2)[pair_ok])
+        seen += len(seq)
+    dist, mean, q25, q75 = [], [], [], []
+    for d, vs in enumerate(values, start=1):
+        if vs and sum(len(v) for v in vs):
+            v = np.concatenate(vs)
+            dist.append(d)
+            mean.append(float(v.mean()))
+            q25.append(float(np.percentile(v, 25)))
+            q75.append(float(np.percentile(v, 75)))
+    return {"distance": dist, "mean_abs_w": mean, "q25": q25, "q75": q75, "t_eval": t_eval,
+            "snapshots": seen}
+
+
+def run_extraction(data: str | Path, out: str | Path, method: str = "network",
+                   checkpoint: str | Path | None = None, t_eval: float = 1e-4,
+                   n_boot: int = 200, batch_size: int = 128, progress: bool = True) -> dict:
+    """`spinscore extract`: write extraction.json (and for the network the interaction
+    profile, PNG + JSON) to `out`; return the result."""
+    from spinscore.analysis import baselines
+    from spinscore.errors import SpinscoreError
+    from spinscore.io import read_dataset
+
+    ds = read_dataset(data)
+    out = Path(out)
+    system = ds.config.system
+    beta = system.beta
+    if method == "network":
+        if checkpoint is None:
+            raise SpinscoreError("--method network needs --checkpoint")
+        from spinscore.training.checkpoint import check_compatible, load_model
+
+        model, _, meta = load_model(checkpoint)
+        check_compatible(meta, system.types, system.max_range, str(data))
+        eqs = accumulate(ds, lambda s, ty, seq: network_force(model, s, ty, t_eval),
+                         batch_size, progress)
+        result = summarise(eqs, ds, "network", n_boot, t_eval=t_eval,
+                           checkpoint=str(checkpoint))
+        profile = interaction_profile(model, ds, t_eval)
+    elif method == "oracle":
+        eqs = accumulate(ds, oracle_force(ds), batch_size, progress)
+        result, profile = summarise(eqs, ds, "oracle", n_boot), None
+    elif method == "score-matching":
+        _, eqs = baselines.score_matching(ds, batch_size, progress)
+        result = summarise(eqs, ds, "score-matching", n_boot, unit=beta, with_r2=False)
+        profile = None
+    elif method == "pseudolikelihood":
+        theta, info = baselines.pseudo_likelihood(ds, batch_size, progress)
+        result = describe(theta / beta, None, ds, "pseudolikelihood", beta, info.pop("xtx"))
+        result["optimiser"] = info
+        profile = None
+    else:
+        raise SpinscoreError(f"--method: unknown method {method!r}")
+    result["data"] = str(data)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "extraction.json", result)
+    if profile is not None:
+        from spinscore.report.figures import profile_figure, save_figure
+
+        write_json(out / "interaction_profile.json", profile)
+        save_figure(profile_figure(profile), out / "interaction_profile.png")
+    return result

@@ -80,7 +80,7 @@ class NormalEquations:
         ss_res = yty - 2 * c @ xty + c @ xtx @ c
         mean = np.tensordot(w, self.ysum, 1) / (n / 3)  # per component
         ss_tot = yty - (n / 3) * float(mean @ mean)
-        return c, 1.0 - ss_res / ss_tot
+        return c, (1.0 - ss_res / ss_tot) if ss_tot > 0 else float("nan")
 
 
 def coupling_metrics(estimate: np.ndarray, truth: np.ndarray) -> dict:

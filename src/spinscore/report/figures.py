@@ -80,3 +80,20 @@ def loss_curve_figure(samples: np.ndarray, loss: np.ndarray) -> Figure:
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def profile_figure(profile: dict) -> Figure:
+    """Interaction profile (the paper's Fig. 2): mean |W_ij| with interquartile range against
+    |i - j|, linear and log scale."""
+    d = np.asarray(profile["distance"])
+    mean, lo, hi = (np.asarray(profile[k]) for k in ("mean_abs_w", "q25", "q75"))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, scale in zip(axes, ("linear", "log"), strict=True):
+        ax.fill_between(d, np.maximum(lo, 1e-12), hi, alpha=0.3, label="interquartile range")
+        ax.plot(d, mean, "o-", label=r"mean $|W_{ij}|$")
+        ax.axvspan(0.5, 2.5, color="tab:green", alpha=0.08, label="true range (|i-j| <= 2)")
+        ax.set(xlabel="|i - j|", ylabel=r"$|W_{ij}|$", yscale=scale, xticks=d,
+               title=f"interaction profile ({scale} scale), t = {profile['t_eval']:g}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
