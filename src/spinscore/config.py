@@ -209,7 +209,9 @@ class DiffusionConfig(_Frozen):
     weight is lambda(t) / p(t) with lambda = 1 for `likelihood` (the continuous-time ELBO
     weighting of a unit-diffusion SDE, whatever p(t) is), so changing where t is sampled only
     changes the variance, not the objective. `none` gives the plain mean over sampled t;
-    `paper` multiplies by t (the published code's weight).
+    `paper` multiplies by t (the published code's weight). `antithetic`: a batch holds
+    batch_size / 2 snapshots, each noised to x_t and to its mirror image about x_0 (both exact
+    heat-kernel samples; see `diffusion.sde.mirror`).
     """
 
     t_min: float = Field(default=1e-3, gt=0)
@@ -219,6 +221,7 @@ class DiffusionConfig(_Frozen):
         TimeComponent(weight=0.25, low=0.1, high=5.0),
     )
     weighting: Literal["likelihood", "none", "paper"] = "likelihood"
+    antithetic: bool = True  # each snapshot noised twice, x_t and its mirror image about x_0
 
     @model_validator(mode="after")
     def _check(self) -> DiffusionConfig:

@@ -74,6 +74,17 @@ def perturb(x0: Tensor, t: Tensor, generator: torch.Generator) -> tuple[Tensor, 
     return x_t, heat_kernel_target(x_t, x0, t)
 
 
+def mirror(x0: Tensor, v: Tensor) -> Tensor:
+    """Rotate v by pi about the axis x0: 2 (x0 . v) x0 - v. Shapes (..., 3).
+
+    The heat kernel around x0 is invariant under this rotation, so mirror(x0, x_t) is an exact
+    sample too, and (target equivariance) its denoising target is mirror(x0, target). Training on
+    both partners ("antithetic" noise) cancels the leading O(1/sqrt t) noise of the small-t
+    targets in the gradient: the targets are ~ -v/t and +v/t, the predictions nearly equal.
+    """
+    return 2.0 * (x0 * v).sum(-1, keepdim=True) * x0 - v
+
+
 def prior_kl(t: float, n_terms: int = 60) -> float:
     """KL(p_t || uniform) of one spin, in nats (exact, by quadrature over cos(theta))."""
     x, w = np.polynomial.legendre.leggauss(400)

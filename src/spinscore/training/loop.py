@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from spinscore.config import RunConfig
 from spinscore.diffusion.losses import dsm_loss_sum
-from spinscore.diffusion.sde import perturb, sample_times
+from spinscore.diffusion.sde import mirror, perturb, sample_times
 from spinscore.errors import SpinscoreError
 from spinscore.io import read_dataset
 from spinscore.training.checkpoint import (
@@ -161,19 +161,36 @@ def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume:
     return last
 
 
-def _train_step(net, opt, data: TrainingData, config: RunConfig, step: int,
-                dev: torch.device, ddp: _Distributed) -> tuple[float, float]:
-    tc = config.train
-    seq, snap = data.sample_ids(step * tc.batch_size, tc.batch_size)
+def make_batch(data: TrainingData, config: RunConfig, step: int):
+    """The noised batch of optimizer step `step` (a function of (seed, step) only).
+
+    Returns x_t (B, L_max, 3) float64, types (B, L_max), t (B,), target (B, L_max, 3),
+    weight (B,), lengths (B,) numpy. With antithetic noise, rows B/2.. mirror rows ..B/2.
+    """
+    tc, dc = config.train, config.diffusion
+    n_draw = tc.batch_size // 2 if dc.antithetic else tc.batch_size
+    seq, snap = data.sample_ids(step * n_draw, n_draw)
     gen = step_generator(tc.seed, step)
     x0, types = data.spins[seq, snap].to(torch.float64), data.types[seq]  # (B, L_max, ...)
-    t, weight = sample_times(config.diffusion, tc.batch_size, gen, dtype=torch.float64)
+    t, weight = sample_times(dc, n_draw, gen, dtype=torch.float64)
     valid = types >= 0
     x_t, target = torch.zeros_like(x0), torch.zeros_like(x0)
     # noise only the real spins (padding stays zero), each with the time of its chain
     x_t[valid], target[valid] = perturb(x0[valid], t[:, None].expand(valid.shape)[valid], gen)
-    n_spins = float(valid.sum())
     lengths = data.length[seq]
+    if dc.antithetic:
+        x_t = torch.cat([x_t, mirror(x0, x_t)])
+        target = torch.cat([target, mirror(x0, target)])
+        types, t, weight = torch.cat([types, types]), torch.cat([t, t]), torch.cat([weight, weight])
+        lengths = np.concatenate([lengths, lengths])
+    return x_t, types, t, target, weight, lengths
+
+
+def _train_step(net, opt, data: TrainingData, config: RunConfig, step: int,
+                dev: torch.device, ddp: _Distributed) -> tuple[float, float]:
+    tc = config.train
+    x_t, types, t, target, weight, lengths = make_batch(data, config, step)
+    n_spins = float((types >= 0).sum())
     mine = np.argsort(lengths, kind="stable")[ddp.rank :: ddp.world]  # deal out by length
     groups = [mine[g] for g in micro_batches(lengths[mine], tc.micro_batch_tokens)]
     opt.zero_grad(set_to_none=True)
