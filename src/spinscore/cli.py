@@ -138,19 +138,143 @@ def train(data_path, config_path, overrides, out, resume, overwrite, device, qui
               help="Diffusion time at which the network is queried.")
 @click.option("--bootstrap", type=int, default=200, show_default=True,
               help="Bootstrap resamples over sequences for the confidence intervals.")
+@click.option("--per-config", is_flag=True,
+              help="Also write the OOD flag of every snapshot (network only): per_config.json.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def extract(data_path, checkpoint, out, method, t_eval, bootstrap, quiet):
+def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, quiet):
     """Recover the couplings from the network's force field (or a classical estimator)."""
     from spinscore.analysis.extract import ratio_table, run_extraction
 
     if t_eval <= 0:
         raise SpinscoreError(f"--t-eval: expected a positive time, got {t_eval}")
+    if per_config and method != "network":
+        raise SpinscoreError("--per-config needs --method network")
     result = run_extraction(data_path, out, method, checkpoint, t_eval, bootstrap,
-                            progress=not quiet)
+                            per_config=per_config, progress=not quiet)
     click.echo(f"{method} extraction, {result['n_snapshots']} snapshots of "
                f"{result['n_sequences']} sequences")
     click.echo(ratio_table(result))
     click.echo(f"wrote {Path(out) / 'extraction.json'}")
+
+
+@main.command()
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
+              help="Trained model (checkpoint.pt).")
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="In-distribution test set (.h5).")
+@click.option("--ood", "ood_sets", multiple=True, required=True, metavar="NAME=PATH.h5",
+              help="An out-of-distribution set (repeatable).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--t-eval", type=float, default=1e-4, show_default=True,
+              help="Diffusion time at which the network is queried.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def ood(checkpoint, data_path, ood_sets, out, t_eval, quiet):
+    """ROC AUC of the OOD flag (1 - explained variance on the local basis) for each OOD set."""
+    from spinscore.analysis.ood import run_ood
+
+    sets = {}
+    for item in ood_sets:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SpinscoreError(f"--ood: expected NAME=PATH.h5, got {item!r}")
+        sets[name] = path
+    summary = run_ood(checkpoint, data_path, sets, out, t_eval, progress=not quiet)
+    for name, entry in summary["sets"].items():
+        auc = f"   AUC {entry['auc']:.4f}" if "auc" in entry else ""
+        click.echo(f"{name:<20} EV median {entry['ev_median']:.5f}  5% {entry['ev_q05']:.5f}{auc}")
+    click.echo(f"wrote {Path(out) / 'ood.json'} and {Path(out) / 'ood.png'}")
+
+
+@main.command()
+@config_options
+@click.option("--sequence", required=True,
+              help="Site types, one letter per site (e.g. ABBA); comma-separated for longer names.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--points", type=int, default=100, show_default=True,
+              help="Grid points on [0, beta0] (Simpson's rule).")
+@click.option("--beta", "beta0", type=float, default=None,
+              help="Target inverse temperature (default: 1 / system.temperature).")
+@click.option("--runs", type=int, default=8, show_default=True,
+              help="Independent REMC runs; the error bar is their standard error.")
+@click.option("--sweeps", type=int, default=4000, show_default=True,
+              help="Measurement sweeps per run after simulation.burn_in.")
+@click.option("--seed", type=int, default=None, help="Master seed (default: simulation.seed).")
+@click.option("--threads", type=int, default=None, help="Concurrent runs (default: all cores).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, seed, threads, quiet):
+    """ln Z of one sequence by thermodynamic integration of <E> over beta (SPEC §7)."""
+    import math
+    import os
+    import time
+
+    import numpy as np
+
+    from spinscore import io
+    from spinscore.analysis.thermo import exact_single_range, sequence_types, thermodynamic_integration
+    from spinscore.config import load_config
+
+    start = time.perf_counter()
+    config = load_config(config_path, overrides)
+    system, sim = config.system, config.simulation
+    types = sequence_types(system, sequence)
+    beta0 = system.beta if beta0 is None else beta0
+    seed = sim.seed if seed is None else seed
+    threads = threads if threads is not None else (os.cpu_count() or 1)
+    checks = [(points >= 3, "--points", "an integer >= 3", points),
+              (math.isfinite(beta0) and beta0 > 0, "--beta", "a positive number", beta0),
+              (runs >= 2, "--runs", "an integer >= 2", runs),
+              (sweeps >= sim.swap_every, "--sweeps", f">= simulation.swap_every ({sim.swap_every})",
+               sweeps),
+              (seed >= 0, "--seed", "a non-negative integer", seed),
+              (threads >= 1, "--threads", "a positive number", threads)]
+    for ok, name, expected, got in checks:
+        if not ok:
+            raise SpinscoreError(f"{name}: expected {expected}, got {got}")
+
+    result = thermodynamic_integration(system, types, beta0, points, sim, seed, progress=not quiet,
+                                       runs=runs, sweeps=sweeps, threads=threads)
+    exact = exact_single_range(system, types, result["betas"])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _thermo_plot(result, exact, out / "thermo.png")
+    sep = "" if all(len(t) == 1 for t in system.types) else ","
+    record = {
+        "sequence": sep.join(system.types[t] for t in types),
+        **{k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in result.items()},
+        "exact": None if exact is None else {"log_z": exact["log_z"],
+                                             "mean_energy": exact["mean_energy"].tolist()},
+        "timings": {"sampling_s": result["wall_time_s"], "total_s": time.perf_counter() - start,
+                    "threads": threads},
+        "system": config.model_dump(mode="json")["system"],
+        "code_version": {"spinscore": __version__, "git_commit": io.git_commit()},
+    }
+    io.atomic_write_bytes(out / "thermo.json", json.dumps(record, indent=2).encode())
+    line = f"ln Z(beta={beta0:g}) = {result['log_z']:.4f} +- {result['log_z_err']:.4f}"
+    if exact is not None:
+        line += f" (exact {exact['log_z']:.4f})"
+    click.echo(f"{line}; {result['wall_time_s']:.1f} s of sampling")
+    click.echo(f"wrote {out / 'thermo.json'} and {out / 'thermo.png'}")
+
+
+def _thermo_plot(result: dict, exact: dict | None, path: Path) -> None:
+    """<E>_beta with error bars (and the exact curve when known) over the standard error per beta."""
+    from spinscore.report.figures import plt, save_figure
+
+    betas, energy, err = result["betas"], result["mean_energy"], result["mean_energy_err"]
+    fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(7, 7), sharex=True,
+                                     gridspec_kw={"height_ratios": [2, 1]})
+    ax.errorbar(betas, energy, yerr=err, fmt=".", ms=3, capsize=2, label="REMC")
+    if exact is not None:
+        ax.plot(betas, exact["mean_energy"], "k-", lw=0.8, label="exact")
+    ax.set(ylabel=r"$\langle E\rangle_\beta$ (J)",
+           title=rf"$\ln Z(\beta_0={result['beta0']:g})$ = {result['log_z']:.3f} $\pm$ "
+                 f"{result['log_z_err']:.3f} (L = {result['length']}, {len(betas)} points, "
+                 f"{result['runs']} runs)")
+    ax.legend()
+    ax_err.semilogy(betas[1:], err[1:], ".", ms=3)
+    ax_err.set(xlabel=r"$\beta$ (1/J)", ylabel=r"std. error of $\langle E\rangle$ (J)")
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

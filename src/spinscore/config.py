@@ -177,6 +177,11 @@ class ModelConfig(_Frozen):
     heads: int = Field(default=4, ge=1)
     transition: int = Field(default=2, ge=1)  # hidden width factor of the MLPs
     max_distance: int = Field(default=32, ge=1)  # |i - j| embedding clipped beyond this
+    max_length: int = Field(default=128, ge=2)  # longest chain the position embedding covers
+    # Output preconditioning c(t) multiplying W: "stiffness" beta / (1 + beta t), the score scale
+    # of a spin of stiffness beta smoothed by the heat kernel (-> beta * force at t = 0, ~ 1/t
+    # at large t), so the trunk predicts O(1) couplings at every t; "constant" beta.
+    output_scaling: Literal["stiffness", "constant"] = "stiffness"
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:

@@ -204,9 +204,11 @@ def interaction_profile(model, ds: Dataset, t_eval: float, max_distance: int = 1
 
 def run_extraction(data: str | Path, out: str | Path, method: str = "network",
                    checkpoint: str | Path | None = None, t_eval: float = 1e-4,
-                   n_boot: int = 200, batch_size: int = 128, progress: bool = True) -> dict:
+                   n_boot: int = 200, batch_size: int = 128, per_config: bool = False,
+                   progress: bool = True) -> dict:
     """`spinscore extract`: write extraction.json (and for the network the interaction
-    profile, PNG + JSON) to `out`; return the result."""
+    profile, PNG + JSON, and with `per_config` the OOD flag of every snapshot,
+    per_config.json) to `out`; return the result."""
     from spinscore.analysis import baselines
     from spinscore.errors import SpinscoreError
     from spinscore.io import read_dataset
@@ -227,6 +229,16 @@ def run_extraction(data: str | Path, out: str | Path, method: str = "network",
         result = summarise(eqs, ds, "network", n_boot, t_eval=t_eval,
                            checkpoint=str(checkpoint))
         profile = interaction_profile(model, ds, t_eval)
+        if per_config:
+            from spinscore.analysis.ood import explained_variance
+
+            ev = explained_variance(model, ds, system.types, system.max_range, t_eval,
+                                    batch_size, progress)
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / "per_config.json", {
+                "flag": "explained variance of the network's force on the local basis",
+                "t_eval": t_eval, "median": float(np.median(ev)),
+                "explained_variance": ev.tolist()})  # (n_seq, n_snap)
     elif method == "oracle":
         eqs = accumulate(ds, oracle_force(ds), batch_size, progress)
         result, profile = summarise(eqs, ds, "oracle", n_boot), None

@@ -23,8 +23,9 @@ _MASKED = -1e9  # additive attention bias on padding keys (finite: no NaN in sof
 class ScoreModel(nn.Module):
     """Score network for chains of up to `max_length` sites of `n_types` types.
 
-    `output_scale` multiplies W so that the trunk works with O(1) numbers: the score at t -> 0
-    is beta * tangent force, so beta of the data is the natural scale (see `train`).
+    `output_scale` (beta of the data, see `train`) sets the preconditioning c(t) that
+    multiplies W so that the trunk works with O(1) numbers: the score at t -> 0 is
+    beta * tangent force (ModelConfig.output_scaling).
     """
 
     def __init__(self, cfg: ModelConfig, n_types: int, max_length: int, output_scale: float):
@@ -63,7 +64,13 @@ class ScoreModel(nn.Module):
         w = 0.5 * (w + w.transpose(1, 2))
         keep = mask[:, :, None] & mask[:, None, :] & ~torch.eye(n, dtype=torch.bool,
                                                                   device=spins.device)
-        return self.output_scale * w * keep
+        return self.output_factor(t)[:, None, None] * w * keep
+
+    def output_factor(self, t: Tensor) -> Tensor:
+        """c(t) (B,): beta, or beta / (1 + beta t) with `output_scaling: stiffness`."""
+        if self.cfg.output_scaling == "constant":
+            return self.output_scale.expand(t.shape)
+        return self.output_scale / (1.0 + self.output_scale * t)
 
     def forward(self, spins: Tensor, types: Tensor, t: Tensor) -> Tensor:
         """Score (B, N, 3): tangent at each spin, zero on padding. Units of 1/radian."""

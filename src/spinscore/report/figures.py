@@ -97,3 +97,30 @@ def profile_figure(profile: dict) -> Figure:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def ood_figure(evs: dict[str, np.ndarray], summary: dict) -> Figure:
+    """The OOD flag: distribution of 1 - EV per set (log scale) and the ROC curve of each OOD
+    set against the in-distribution one."""
+    from spinscore.analysis.ood import roc_curve
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    flags = {name: np.clip(1.0 - np.ravel(ev), 1e-8, None) for name, ev in evs.items()}
+    bins = np.logspace(np.log10(min(f.min() for f in flags.values())),
+                       np.log10(max(f.max() for f in flags.values())) + 1e-9, 50)
+    for name, f in flags.items():
+        axes[0].hist(f, bins=bins, histtype="step", lw=1.5, density=True, label=name)
+    axes[0].set(xscale="log", xlabel="1 - explained variance on the local basis",
+                ylabel="density", title=f"OOD flag per configuration (t = {summary['t_eval']:g})")
+    axes[0].legend(fontsize=8)
+    for name, f in flags.items():
+        if name == "in-distribution":
+            continue
+        fpr, tpr = roc_curve(flags["in-distribution"], f)
+        axes[1].plot(fpr, tpr, label=f"{name}: AUC {summary['sets'][name]['auc']:.3f}")
+    axes[1].plot([0, 1], [0, 1], "k:", lw=0.8)
+    axes[1].set(xlabel="false positive rate (in-distribution flagged)",
+                ylabel="true positive rate (OOD flagged)", title="ROC of the flag")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -101,9 +101,12 @@ def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume:
         raise SpinscoreError(
             f"{data_path}: data set has types {list(system.types)} and range {system.max_range},"
             f" the config has {list(config.system.types)} and range {config.system.max_range}")
+    if system.length[1] > config.model.max_length:
+        raise SpinscoreError(f"{data_path}: chains of up to {system.length[1]} sites exceed "
+                             f"model.max_length = {config.model.max_length}")
     data = TrainingData.from_dataset(ds, tc.seed)
     meta = {"types": list(system.types), "max_range": system.max_range,
-            "max_length": system.length[1], "beta": system.beta, "output_scale": system.beta,
+            "max_length": config.model.max_length, "beta": system.beta, "output_scale": system.beta,
             "data": str(data_path)}
 
     torch.manual_seed(tc.seed)
