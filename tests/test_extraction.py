@@ -59,7 +59,6 @@ def test_oracle_is_exact(small_dataset):
 
 def test_design_matrix_is_tangent(small_dataset):
     ds = read_dataset(small_dataset)
-    system = ds.config.system
     spins = ds.spins[:, 1].astype(float)
     x = design_matrix(spins, bond_classes(ds.types, 2, 2), 6)
     assert np.abs(np.einsum("blcp,blc->blp", x, spins)).max() < 1e-6

@@ -236,7 +236,9 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
     exact = exact_single_range(system, types, result["betas"])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _thermo_plot(result, exact, out / "thermo.png")
+    from spinscore.report.figures import save_figure, thermo_figure
+
+    save_figure(thermo_figure(result, exact), out / "thermo.png")
     sep = "" if all(len(t) == 1 for t in system.types) else ","
     record = {
         "sequence": sep.join(system.types[t] for t in types),
@@ -256,25 +258,22 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
     click.echo(f"wrote {out / 'thermo.json'} and {out / 'thermo.png'}")
 
 
-def _thermo_plot(result: dict, exact: dict | None, path: Path) -> None:
-    """<E>_beta with error bars (and the exact curve when known) over the standard error per beta."""
-    from spinscore.report.figures import plt, save_figure
+@main.command()
+@click.option("--preset", default="quick", show_default=True,
+              help="quick (CPU, minutes), paper (the paper's sizes), or a config file.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override one configuration value (repeatable).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--device", default=None, help="torch device (default: cuda if present, else cpu).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def reproduce(preset, overrides, out, device, quiet):
+    """The whole paper: simulate, train, extract, OOD, generate, partition function, report.
 
-    betas, energy, err = result["betas"], result["mean_energy"], result["mean_energy_err"]
-    fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(7, 7), sharex=True,
-                                     gridspec_kw={"height_ratios": [2, 1]})
-    ax.errorbar(betas, energy, yerr=err, fmt=".", ms=3, capsize=2, label="REMC")
-    if exact is not None:
-        ax.plot(betas, exact["mean_energy"], "k-", lw=0.8, label="exact")
-    ax.set(ylabel=r"$\langle E\rangle_\beta$ (J)",
-           title=rf"$\ln Z(\beta_0={result['beta0']:g})$ = {result['log_z']:.3f} $\pm$ "
-                 f"{result['log_z_err']:.3f} (L = {result['length']}, {len(betas)} points, "
-                 f"{result['runs']} runs)")
-    ax.legend()
-    ax_err.semilogy(betas[1:], err[1:], ".", ms=3)
-    ax_err.set(xlabel=r"$\beta$ (1/J)", ylabel=r"std. error of $\langle E\rangle$ (J)")
-    fig.tight_layout()
-    save_figure(fig, path)
+    Stages already done with the same inputs are skipped, so a rerun continues after a crash."""
+    from spinscore.reproduce import reproduce as run_reproduce
+
+    report = run_reproduce(preset, out, overrides, device=device, progress=not quiet)
+    click.echo(f"wrote {report} and {Path(out) / 'metrics.json'}")
 
 
 if __name__ == "__main__":

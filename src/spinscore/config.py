@@ -258,6 +258,30 @@ class TrainConfig(_Frozen):
     seed: int = Field(default=0, ge=0)
 
 
+class ReproduceConfig(_Frozen):
+    """`spinscore reproduce`: the evaluation sets and analyses around the trained model.
+
+    The test set and the OOD sets are simulated with the run's system and simulation sections
+    and these changes; the OOD sets are: chains longer than any in training (`ood_length`),
+    a higher temperature (`ood_temperature`), and a Hamiltonian with an extra interaction range
+    whose couplings are `ood_extra_fraction` x the range-1 couplings of each pair.
+    """
+
+    test_sequences: int = Field(default=300, gt=0)
+    test_snapshots: int = Field(default=5, gt=0)
+    test_seed: int = Field(default=1, ge=0)
+    ood_sequences: int = Field(default=100, gt=0)
+    ood_snapshots: int = Field(default=5, gt=0)
+    ood_length: tuple[int, int] = (60, 100)
+    ood_temperature: float = Field(default=0.2, gt=0)
+    ood_extra_fraction: float = 0.2
+    t_eval: float = Field(default=1e-4, gt=0)  # zero-noise evaluation time of the network
+    bootstrap: int = Field(default=200, ge=0)
+    partition_sequence: int = Field(default=0, ge=0)  # index into the test set
+    partition_per_temperature: int = Field(default=20, gt=0)
+    generate: int = Field(default=500, gt=0)  # chains generated for the energy histogram
+
+
 DATA_SECTIONS = ("system", "simulation")  # what a data set depends on
 
 
@@ -269,6 +293,7 @@ class RunConfig(_Frozen):
     model: ModelConfig = ModelConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
     train: TrainConfig = TrainConfig()
+    reproduce: ReproduceConfig = ReproduceConfig()
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:

@@ -124,3 +124,22 @@ def ood_figure(evs: dict[str, np.ndarray], summary: dict) -> Figure:
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def thermo_figure(result: dict, exact: dict | None = None) -> Figure:
+    """<E>_beta with error bars (and the exact curve when known) over the standard error per beta."""
+    betas, energy, err = result["betas"], result["mean_energy"], result["mean_energy_err"]
+    fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(7, 7), sharex=True,
+                                     gridspec_kw={"height_ratios": [2, 1]})
+    ax.errorbar(betas, energy, yerr=err, fmt=".", ms=3, capsize=2, label="REMC")
+    if exact is not None:
+        ax.plot(betas, exact["mean_energy"], "k-", lw=0.8, label="exact")
+    ax.set(ylabel=r"$\langle E\rangle_\beta$ (J)",
+           title=rf"$\ln Z(\beta_0={result['beta0']:g})$ = {result['log_z']:.3f} $\pm$ "
+                 f"{result['log_z_err']:.3f} (L = {result['length']}, {len(betas)} points, "
+                 f"{result['runs']} runs)")
+    ax.legend()
+    ax_err.semilogy(betas[1:], err[1:], ".", ms=3)
+    ax_err.set(xlabel=r"$\beta$ (1/J)", ylabel=r"std. error of $\langle E\rangle$ (J)")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,211 @@
+"""The report of a `spinscore reproduce` run: RUN_DIR/report.html (self-contained, figures
+embedded) and RUN_DIR/metrics.json (every number of the report, machine-readable)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import platform
+from pathlib import Path
+
+from spinscore.analysis.extract import PUBLISHED_METRICS, PUBLISHED_RATIOS
+
+# The quick preset's targets (reproduction issue): name -> (metrics.json path, test, bound)
+TARGETS = {
+    "cosine": (("extraction", "cosine"), ">=", 0.999),
+    "R^2": (("extraction", "r2"), ">=", 0.95),
+    "worst ratio error": (("extraction", "worst_ratio_error"), "<=", 0.03),
+    "scale / beta": (("extraction", "scale_over_beta"), ">=", 0.9),
+    "partition relative gap": (("partition", "relative_gap"), "<=", 0.02),
+}
+CLASSICAL = ("pseudolikelihood", "score-matching")
+
+
+def environment() -> dict:
+    """Versions and hardware of this process."""
+    import numba
+    import numpy
+    import scipy
+    import torch
+
+    from spinscore import __version__
+    from spinscore.io import git_commit
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"spinscore": __version__, "commit": git_commit(), "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": numpy.__version__, "numba": numba.__version__,
+            "scipy": scipy.__version__, "platform": platform.platform(), "cpu": cpu,
+            "cpu_count": os.cpu_count(), "gpu": gpu}
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _get(d: dict, keys: tuple[str, ...]):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def collect_metrics(run_dir: Path, records: dict[str, dict]) -> dict:
+    """Gather the stages' JSON outputs into one dict (the content of metrics.json)."""
+    ex = run_dir / "extract"
+    metrics = {
+        "extraction": _load(ex / "network" / "extraction.json"),
+        "oracle": _load(ex / "oracle" / "extraction.json"),
+        "classical": {m: _load(ex / m / "extraction.json") for m in CLASSICAL},
+        "interaction_profile": _load(ex / "network" / "interaction_profile.json"),
+        "ood": _load(run_dir / "ood" / "ood.json"),
+        "partition": _load(run_dir / "partition" / "partition.json"),
+        "generate": _load(run_dir / "generate" / "generate.json"),
+        "training": _load(run_dir / "train" / "train_summary.json"),
+        "dataset": _load(run_dir / "inspect" / "dataset_summary.json"),
+        "published": {"ratios": PUBLISHED_RATIOS, **PUBLISHED_METRICS},
+        "stage_seconds": {name: r["seconds"] for name, r in records.items()},
+        "environment": environment(),
+    }
+    metrics["total_seconds"] = sum(metrics["stage_seconds"].values())
+    checks = {}
+    for name, (keys, op, bound) in TARGETS.items():
+        value = _get(metrics, keys)
+        ok = None if value is None else (value >= bound if op == ">=" else value <= bound)
+        checks[name] = {"value": value, "target": f"{op} {bound}", "met": ok}
+    for name, entry in ((metrics["ood"] or {}).get("sets") or {}).items():
+        if "auc" in entry:
+            checks[f"OOD AUC {name}"] = {"value": entry["auc"], "target": ">= 0.95",
+                                         "met": entry["auc"] >= 0.95}
+    metrics["targets"] = checks
+    return metrics
+
+
+def _img(path: Path, caption: str) -> str:
+    if not path.exists():
+        return f"<p class='missing'>(figure missing: {html.escape(str(path.name))})</p>"
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _fmt(x, digits: int = 4) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:.4g}"
+    return html.escape(str(x))
+
+
+def _table(header: list[str], rows: list[list], cls: str = "") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, str) else _fmt(c)}</td>"
+                                    for c in row) + "</tr>" for row in rows)
+    return f"<table class='{cls}'><tr>{head}</tr>{body}</table>"
+
+
+def _ratio_rows(m: dict) -> list[list]:
+    ours = m["extraction"]
+    classical = {k: v for k, v in m["classical"].items() if v}
+    rows = []
+    for k, name in enumerate(ours["parameters"]):
+        row = [name, ours["truth"][k], ours["ratio_truth"][k], PUBLISHED_RATIOS.get(name),
+               ours["ratio_estimate"][k]]
+        ci = _get(ours, ("bootstrap_ci95", "ratio_estimate"))
+        row.append(f"[{ci[0][k]:+.3f}, {ci[1][k]:+.3f}]" if ci else "–")
+        row += [c["ratio_estimate"][k] for c in classical.values()]
+        row += [c["estimate"][k] for c in classical.values()]
+        rows.append(row)
+    return rows
+
+
+def build_report(run_dir: str | Path, records: dict[str, dict]) -> Path:
+    """Write RUN_DIR/metrics.json and RUN_DIR/report.html from the stage outputs."""
+    run_dir = Path(run_dir)
+    m = collect_metrics(run_dir, records)
+    tmp = run_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(m, indent=2))
+    tmp.replace(run_dir / "metrics.json")
+
+    parts = [f"<h1>spinscore reproduction: {html.escape(run_dir.name)}</h1>",
+             f"<p>Generated {html.escape(records.get('train', {}).get('finished', ''))}; "
+             f"total stage time {m['total_seconds'] / 60:.1f} min.</p>"]
+    parts.append("<h2>Targets</h2>" + _table(
+        ["quantity", "value", "target", "met"],
+        [[k, v["value"], v["target"], v["met"]] for k, v in m["targets"].items()]))
+    if m["extraction"]:
+        ex = m["extraction"]
+        classical = [k for k, v in m["classical"].items() if v]
+        parts.append("<h2>Table 1: couplings recovered from the network's zero-noise force</h2>")
+        parts.append(_table(
+            ["parameter", "J true", "ratio true", "ratio published", "ratio ours (network)",
+             "95% CI (bootstrap)"] + [f"ratio {c}" for c in classical]
+            + [f"J {c}" for c in classical], _ratio_rows(m)))
+        rows = [["published network (800k samples, GPU)", PUBLISHED_METRICS["cosine"],
+                 PUBLISHED_METRICS["r2"], PUBLISHED_METRICS["worst_ratio_error"], "≈0.3–0.5"],
+                ["ours: network", ex["cosine"], ex["r2"], ex["worst_ratio_error"],
+                 ex["scale_over_beta"]]]
+        for c in classical:
+            r = m["classical"][c]
+            rows.append([f"ours: {c}", r["cosine"], r["r2"], r["worst_ratio_error"],
+                         r["scale_over_beta"]])
+        if m["oracle"]:
+            r = m["oracle"]
+            rows.append(["oracle (β × exact force)", r["cosine"], r["r2"],
+                         r["worst_ratio_error"], r["scale_over_beta"]])
+        parts.append(_table(["method", "cosine", "R²", "worst ratio error", "scale / β"], rows))
+        parts.append(f"<p>{ex['n_snapshots']} test snapshots of {ex['n_sequences']} sequences, "
+                     f"{ex['n_equations']} equations, network queried at t = {ex['t_eval']:g}."
+                     "</p>")
+    ex_dir = run_dir / "extract" / "network"
+    parts.append("<h2>Interaction profile</h2>" + _img(ex_dir / "interaction_profile.png",
+                                                       "mean |W_ij| against |i-j|"))
+    parts.append("<h2>Partition function</h2>")
+    if m["partition"]:
+        p = m["partition"]
+        keys = [k for k in ("alpha", "beta_eff", "plateau", "plateau_std", "log_z_ti",
+                            "log_z_ti_err", "gap", "relative_gap") if k in p]
+        parts.append(_table(keys, [[p[k] for k in keys]]))
+    parts.append(_img(run_dir / "partition" / "partition.png",
+                      "log p + αβE against E, with −ln Z(αβ) from thermodynamic integration"))
+    parts.append("<h2>Generated chains</h2>")
+    if m["generate"]:
+        g = m["generate"]
+        parts.append(_table(list(g.keys())[:8], [[g[k] for k in list(g.keys())[:8]]]))
+    for png in sorted((run_dir / "generate").glob("*.png")):
+        parts.append(_img(png, "energy histogram: generated chains against REMC"))
+    parts.append("<h2>Out-of-distribution flag</h2>")
+    if m["ood"]:
+        parts.append(_table(["set", "configurations", "EV median", "EV 5%", "ROC AUC"], [
+            [name, s["configurations"], s["ev_median"], s["ev_q05"], s.get("auc")]
+            for name, s in m["ood"]["sets"].items()]))
+    parts.append(_img(run_dir / "ood" / "ood.png", "OOD flag distributions and ROC curves"))
+    parts.append("<h2>Data set and training</h2>")
+    parts.append(_img(run_dir / "inspect" / "dataset.png", "training data set (Fig. S1)"))
+    parts.append(_img(run_dir / "train" / "loss_curve.png", "training loss"))
+    parts.append("<h2>Stage times</h2>" + _table(
+        ["stage", "seconds"], [[k, v] for k, v in m["stage_seconds"].items()]))
+    parts.append("<h2>Environment</h2>" + _table(
+        ["item", "value"], [[k, v] for k, v in m["environment"].items()]))
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;"
+             "padding:3px 8px;text-align:right}th{background:#eee}td:first-child{text-align:left}"
+             "img{max-width:100%}figcaption{font-size:90%;color:#555}.missing{color:#a00}")
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>spinscore report</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+    tmp = run_dir / "report.html.tmp"
+    tmp.write_text(page)
+    tmp.replace(run_dir / "report.html")
+    return run_dir / "report.html"

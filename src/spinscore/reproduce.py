@@ -1,0 +1,215 @@
+"""`spinscore reproduce`: the paper end to end in one run directory.
+
+    simulate (train, test, OOD sets) -> train -> extract (network, classical estimators)
+    -> OOD flag -> generated chains -> partition function -> report
+
+Each stage writes into its own folder of RUN_DIR and, when it has finished, a record
+`RUN_DIR/stages/<stage>.json` with the hash of its inputs (the config sections it reads and the
+records of the stages it uses) and its wall time. A rerun skips every stage whose record
+matches; a stage whose inputs changed starts again from scratch; a stage without a record (it
+crashed) resumes where its own checkpoints allow (simulation chunks, training checkpoints).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from spinscore.config import RunConfig, load_config
+from spinscore.errors import SpinscoreError
+
+PRESETS = {"quick": "quick.yaml", "paper": "paper.yaml"}
+
+
+def preset_path(preset: str) -> Path:
+    """The YAML file of a preset: configs/<preset>.yaml of the repository, or a path."""
+    if preset in PRESETS:
+        for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+            path = root / "configs" / PRESETS[preset]
+            if path.exists():
+                return path
+        raise SpinscoreError(f"--preset {preset}: configs/{PRESETS[preset]} not found")
+    path = Path(preset)
+    if not path.exists():
+        raise SpinscoreError(f"--preset: expected one of {sorted(PRESETS)} or a config file, "
+                             f"got {preset!r}")
+    return path
+
+
+def _section_yaml(config: RunConfig, *sections: str) -> str:
+    return config.to_yaml(sections)
+
+
+def _with(config: RunConfig, **changes: dict) -> RunConfig:
+    """A copy of `config` with some fields of some sections replaced (re-validated)."""
+    from spinscore.config import parse_config
+
+    data = config.model_dump(mode="python")
+    for section, values in changes.items():
+        data[section] = {**data[section], **values}
+    return parse_config(data, "reproduce")
+
+
+def data_configs(config: RunConfig) -> dict[str, RunConfig]:
+    """The run's data sets: training, test and the three OOD sets (see ReproduceConfig)."""
+    rc, system = config.reproduce, config.system
+    test = {"sequences": rc.test_sequences, "snapshots": rc.test_snapshots, "seed": rc.test_seed}
+    ood = {"sequences": rc.ood_sequences, "snapshots": rc.ood_snapshots}
+    extra = {system.max_range + 1: {pair: rc.ood_extra_fraction * j
+                                    for pair, j in system.couplings[1].items()}}
+    return {
+        "train": config,
+        "test": _with(config, simulation=test),
+        "ood_longer_chains": _with(config, simulation={**ood, "seed": rc.test_seed + 1},
+                                   system={"length": rc.ood_length}),
+        "ood_higher_temperature": _with(config, simulation={**ood, "seed": rc.test_seed + 2},
+                                        system={"temperature": rc.ood_temperature}),
+        "ood_extra_range": _with(config, simulation={**ood, "seed": rc.test_seed + 3},
+                                 system={"couplings": {**system.couplings, **extra}}),
+    }
+
+
+@dataclass
+class Pipeline:
+    """Runs stages in order, skipping those whose input hash matches their record."""
+
+    run_dir: Path
+    progress: bool = True
+    records: dict[str, dict] = field(default_factory=dict)
+
+    def stage(self, name: str, inputs: list[str], run: Callable[[Path], dict | None],
+              bar: tqdm) -> dict:
+        """Run (or skip) stage `name`: `inputs` are texts (config YAML, upstream hashes) that
+        determine its result; `run(stage_dir)` returns a small JSON-able summary."""
+        record_path = self.run_dir / "stages" / f"{name}.json"
+        key = hashlib.sha256("\0".join(inputs).encode()).hexdigest()
+        stage_dir = self.run_dir / name
+        if record_path.exists():
+            record = json.loads(record_path.read_text())
+            if record.get("key") == key:
+                bar.set_postfix_str(f"{name}: cached")
+                bar.update(1)
+                self.records[name] = record
+                return record
+            shutil.rmtree(stage_dir, ignore_errors=True)  # inputs changed: start again
+            record_path.unlink()
+        bar.set_postfix_str(name)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        summary = run(stage_dir) or {}
+        record = {"stage": name, "key": key, "seconds": time.perf_counter() - start,
+                  "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "summary": summary}
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        tmp.replace(record_path)
+        bar.update(1)
+        self.records[name] = record
+        return record
+
+
+def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
+              device: str | None = None, progress: bool = True) -> Path:
+    """Run every stage for a preset (or config file) into `run_dir`; return report.html."""
+    from spinscore.analysis.extract import run_extraction
+    from spinscore.analysis.ood import run_ood
+    from spinscore.report.build import build_report
+    from spinscore.sampling.simulate import simulate_dataset
+    from spinscore.training.loop import train
+
+    config = load_config(preset_path(preset), overrides)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml())
+    pipe = Pipeline(run_dir, progress)
+    datasets = data_configs(config)
+    paths = {name: run_dir / f"simulate_{name}" / "data.h5" for name in datasets}
+    n_stages = len(datasets) + 7
+    inner = progress  # the stages' own bars sit below the overall one
+
+    def key(*names: str) -> list[str]:
+        return [pipe.records[n]["key"] for n in names]
+
+    with tqdm(total=n_stages, desc="reproduce", unit="stage", disable=not progress,
+              position=0) as bar:
+        for name, cfg in datasets.items():
+            def simulate(_, cfg=cfg, name=name):
+                path = paths[name]
+                path.unlink(missing_ok=True)  # a finished file without a record: redo it
+                simulate_dataset(cfg, path, progress=inner)
+                return {"path": str(path.relative_to(run_dir))}
+            pipe.stage(f"simulate_{name}", [_section_yaml(cfg, "system", "simulation")],
+                       simulate, bar)
+
+        def inspect(stage_dir):
+            from spinscore.cli import _dataset_plots
+            from spinscore.io import read_dataset
+            from spinscore.sampling.diagnostics import dataset_summary
+
+            ds = read_dataset(paths["train"])
+            summary = dataset_summary(ds)
+            (stage_dir / "dataset_summary.json").write_text(json.dumps(summary, indent=2))
+            _dataset_plots(ds, stage_dir)
+            return {"energy_per_spin": summary.get("energy_per_spin")}
+        pipe.stage("inspect", key("simulate_train"), inspect, bar)
+
+        def train_stage(stage_dir):
+            resume = (stage_dir / "checkpoint.pt").exists()
+            train(config, paths["train"], stage_dir, resume=resume, device=device,
+                  progress=inner)
+            return json.loads((stage_dir / "train_summary.json").read_text())
+        pipe.stage("train", key("simulate_train") + [
+            _section_yaml(config, "model", "diffusion", "train")], train_stage, bar)
+        checkpoint = run_dir / "train" / "checkpoint.pt"
+        rc = config.reproduce
+
+        def extract(stage_dir):
+            results = {}
+            for method in ("network", "oracle", "pseudolikelihood", "score-matching"):
+                out = stage_dir / method
+                results[method] = run_extraction(
+                    paths["test"], out, method, checkpoint if method == "network" else None,
+                    rc.t_eval, rc.bootstrap, per_config=method == "network", progress=inner)
+            return {m: {k: r[k] for k in ("cosine", "r2", "worst_ratio_error",
+                                          "scale_over_beta")} for m, r in results.items()}
+        pipe.stage("extract", key("train", "simulate_test") + [
+            f"t_eval={rc.t_eval} bootstrap={rc.bootstrap}"], extract, bar)
+
+        def ood(stage_dir):
+            sets = {name.removeprefix("ood_"): paths[name] for name in datasets
+                    if name.startswith("ood_")}
+            summary = run_ood(checkpoint, paths["test"], sets, stage_dir, rc.t_eval,
+                              progress=inner)
+            return {name: s.get("auc") for name, s in summary["sets"].items()}
+        pipe.stage("ood", key("train", "simulate_test", "simulate_ood_longer_chains",
+                              "simulate_ood_higher_temperature", "simulate_ood_extra_range")
+                   + [f"t_eval={rc.t_eval}"], ood, bar)
+
+        def generate(stage_dir):
+            from spinscore.diffusion.generate import run_generation
+
+            return run_generation(checkpoint, paths["test"], rc.partition_sequence, rc.generate,
+                                  stage_dir, progress=inner)
+        pipe.stage("generate", key("train", "simulate_test") + [
+            f"n={rc.generate} seq={rc.partition_sequence}"], generate, bar)
+
+        def partition(stage_dir):
+            from spinscore.analysis.partition import run_partition
+
+            return run_partition(checkpoint, paths["test"], rc.partition_sequence, stage_dir,
+                                 per_temperature=rc.partition_per_temperature, progress=inner)
+        pipe.stage("partition", key("train", "simulate_test") + [
+            f"seq={rc.partition_sequence} m={rc.partition_per_temperature}"], partition, bar)
+
+        def report(_):
+            build_report(run_dir, pipe.records)
+        pipe.stage("report", [json.dumps({k: v["key"] for k, v in pipe.records.items()}),
+                              str(time.time())], report, bar)
+    return run_dir / "report.html"
