@@ -105,3 +105,24 @@ def test_bad_inputs(tmp_path, small_dataset):
     # nothing to resume
     res = runner.invoke(main, [*base, "--out", str(tmp_path / "none"), "--resume"])
     assert res.exit_code == 2 and "nothing to resume" in res.output
+
+
+def test_ema_decay_is_warmed_up():
+    """The EMA forgets its starting point: after n updates towards a new constant it holds
+    prod_k d_k of the start, d_k = min(decay, (1 + k) / (10 + k)); a plain 0.999 EMA would
+    still hold 0.999^n (95 % after 50 steps), which shrank the couplings of short runs."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from spinscore.training.loop import ema_update
+
+    model = torch.nn.Linear(3, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = AveragedModel(model, multi_avg_fn=ema_update(0.999))
+    ema.update_parameters(model)  # the first update copies the (zero) weights
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(50):
+        ema.update_parameters(model)
+    kept = np.prod([min(0.999, (1 + k) / (10 + k)) for k in range(1, 51)])
+    np.testing.assert_allclose(ema.module.weight.detach().numpy(), 1 - kept, rtol=1e-6)
+    assert ema.module.weight.min() > 0.999
