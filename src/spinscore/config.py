@@ -310,7 +310,9 @@ class RunConfig(_Frozen):
         data = self.model_dump(mode="json")
         if sections is not None:
             data = {k: v for k, v in data.items() if k in sections}
-        data["system"]["couplings"] = {int(k): v for k, v in data["system"]["couplings"].items()}
+        if "system" in data:
+            data["system"]["couplings"] = {int(k): v
+                                           for k, v in data["system"]["couplings"].items()}
         return yaml.safe_dump(data, sort_keys=False)
 
 
