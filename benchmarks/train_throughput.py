@@ -17,13 +17,13 @@ import time
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from spinscore.config import DiffusionConfig, ModelConfig, RunConfig, SimulationConfig, SystemConfig
 from spinscore.model import ScoreModel, count_parameters
 from spinscore.model.reference import plain_copy
 from spinscore.training.data import TrainingData
-from spinscore.training.loop import _Distributed, _train_step
+from spinscore.training.loop import _Distributed, _train_step, ema_update
 
 
 def synthetic_data(n_seq: int, l_max: int = 50, seed: int = 0) -> TrainingData:
@@ -40,7 +40,7 @@ def synthetic_data(n_seq: int, l_max: int = 50, seed: int = 0) -> TrainingData:
 
 def time_steps(model, config: RunConfig, data: TrainingData, steps: int) -> list[float]:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.999))
+    ema = AveragedModel(model, multi_avg_fn=ema_update(0.999))
     ddp = _Distributed(torch.device("cpu"))
     times = []
     for step in range(steps + 1):  # the first step warms up allocators and caches
