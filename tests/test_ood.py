@@ -9,7 +9,13 @@ import torch
 from click.testing import CliRunner
 
 from conftest import PAPER_SYSTEM, make_config
-from spinscore.analysis.ood import config_explained_variance, explained_variance, roc_auc
+from spinscore.analysis.ood import (
+    config_explained_variance,
+    configurational_temperature,
+    empirical_p,
+    explained_variance,
+    roc_auc,
+)
 from spinscore.cli import main
 from spinscore.errors import SpinscoreError
 from spinscore.io import read_dataset
@@ -27,6 +33,15 @@ class OracleModel(torch.nn.Module):
     def forward(self, spins, types, t):
         bonds = torch.as_tensor(bond_couplings(types.numpy(), self.table))
         return self.beta * tangent_force(spins.double(), bonds).float()
+
+    def couplings(self, spins, types, t):
+        """beta J_ij as a (B, N, N) matrix."""
+        bonds = bond_couplings(types.numpy(), self.table)  # (B, K, N)
+        w = np.zeros((*types.shape, types.shape[1]))
+        for r in range(1, bonds.shape[1] + 1):
+            idx = np.arange(types.shape[1] - r)
+            w[:, idx, idx + r] = w[:, idx + r, idx] = bonds[:, r - 1, : types.shape[1] - r]
+        return torch.as_tensor(self.beta * w, dtype=spins.dtype)
 
 
 def test_explained_variance_of_exact_and_orthogonal_fields():
@@ -78,6 +93,42 @@ def test_oracle_flags_a_missing_j3_term(small_dataset, j3_dataset):
     np.testing.assert_allclose(ev_in, 1.0, atol=1e-6)  # float32 model output
     assert ev_j3.max() < 1 - 1e-3
     assert roc_auc(1 - ev_in, 1 - ev_j3) == 1.0
+
+
+@pytest.mark.parametrize("temperature", [0.05, 0.2])
+def test_configurational_temperature_of_the_exact_field(temperature, tmp_path):
+    """Stein identity: for the exact field of the training Hamiltonian (beta0 = 20) on
+    configurations equilibrated at T, E sum|s|^2 = (beta0 T) E(-div s); theta ~ beta0 T."""
+    system = {**copy.deepcopy(PAPER_SYSTEM), "temperature": temperature, "length": [20, 30]}
+    cfg = make_config(system, sequences=40, snapshots=5, replicas=4, burn_in=200, thinning=20,
+                      t_max=2.0)
+    simulate_dataset(cfg, tmp_path / "d.h5", threads=2, progress=False)
+    ds = read_dataset(tmp_path / "d.h5")
+    train_system = make_config().system
+    model = OracleModel(train_system)
+    theta = configurational_temperature(model, ds).ravel()
+    # the paired sums, to test the identity without the ratio's O(1/L) bias
+    sq, div = [], []
+    for k in range(ds.n_sequences):
+        for m in range(ds.n_snapshots):
+            n = ds.length[k]
+            x = torch.as_tensor(ds.spins[k, m, :n][None], dtype=torch.float64)
+            w = model.couplings(x, torch.as_tensor(ds.types[k, :n][None]), None)
+            h = w @ x
+            s = h - (h * x).sum(-1, keepdim=True) * x
+            sq.append(float((s**2).sum()))
+            div.append(float(2 * (h * x).sum()))
+    ratio = train_system.beta * temperature
+    d = np.asarray(sq) - ratio * np.asarray(div)
+    assert abs(d.mean()) < 4 * d.std(ddof=1) / np.sqrt(len(d))
+    assert abs(np.median(theta) / ratio - 1) < 0.1
+    np.testing.assert_allclose(theta, np.asarray(sq) / np.asarray(div), rtol=1e-5)
+
+
+def test_empirical_p():
+    ref = np.arange(1.0, 100.0)
+    assert empirical_p(ref, np.array([1000.0]))[0] == pytest.approx(1 / 100)
+    assert empirical_p(ref, np.array([-1.0]))[0] == 1.0
 
 
 def test_ood_command_and_errors(small_dataset, j3_dataset, tmp_path, monkeypatch):

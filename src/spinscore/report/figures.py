@@ -99,29 +99,34 @@ def profile_figure(profile: dict) -> Figure:
     return fig
 
 
-def ood_figure(evs: dict[str, np.ndarray], summary: dict) -> Figure:
-    """The OOD flag: distribution of 1 - EV per set (log scale) and the ROC curve of each OOD
-    set against the in-distribution one."""
+def ood_figure(flags: dict[str, dict[str, np.ndarray]], summary: dict) -> Figure:
+    """The OOD flags: the distribution of each flag per set (log scale) and the ROC curves of
+    the combined flag. flags: {set: {flag name: (n,) values}} (from `analysis.ood.ood_report`)."""
     from spinscore.analysis.ood import roc_curve
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    flags = {name: np.clip(1.0 - np.ravel(ev), 1e-8, None) for name, ev in evs.items()}
-    bins = np.logspace(np.log10(min(f.min() for f in flags.values())),
-                       np.log10(max(f.max() for f in flags.values())) + 1e-9, 50)
-    for name, f in flags.items():
-        axes[0].hist(f, bins=bins, histtype="step", lw=1.5, density=True, label=name)
-    axes[0].set(xscale="log", xlabel="1 - explained variance on the local basis",
-                ylabel="density", title=f"OOD flag per configuration (t = {summary['t_eval']:g})")
-    axes[0].legend(fontsize=8)
-    for name, f in flags.items():
-        if name == "in-distribution":
-            continue
-        fpr, tpr = roc_curve(flags["in-distribution"], f)
-        axes[1].plot(fpr, tpr, label=f"{name}: AUC {summary['sets'][name]['auc']:.3f}")
-    axes[1].plot([0, 1], [0, 1], "k:", lw=0.8)
-    axes[1].set(xlabel="false positive rate (in-distribution flagged)",
-                ylabel="true positive rate (OOD flagged)", title="ROC of the flag")
-    axes[1].legend(fontsize=8)
+    names = ("explained_variance", "configurational_temperature")
+    labels = ("1 - explained variance on the local basis",
+              r"$|\ln\theta|$, configurational temperature / T")
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    for ax, key, label in zip(axes[:2], names, labels, strict=True):
+        vals = {s: np.clip(f[key], 1e-6, None) for s, f in flags.items()}
+        lo = min(v.min() for v in vals.values())
+        hi = max(v.max() for v in vals.values())
+        bins = np.logspace(np.log10(lo), np.log10(hi) + 1e-9, 50)
+        for s, v in vals.items():
+            ax.hist(v, bins=bins, histtype="step", lw=1.5, density=True, label=s)
+        ax.set(xscale="log", xlabel=label, ylabel="density")
+        ax.legend(fontsize=8)
+    axes[0].set_title(f"per-configuration flags (t = {summary['t_eval']:g})")
+    ref = flags["in-distribution"]["combined"]
+    for s, f in flags.items():
+        if s != "in-distribution":
+            fpr, tpr = roc_curve(ref, f["combined"])
+            axes[2].plot(fpr, tpr, label=f"{s}: AUC {summary['sets'][s]['auc']:.3f}")
+    axes[2].plot([0, 1], [0, 1], "k:", lw=0.8)
+    axes[2].set(xlabel="false positive rate (in-distribution flagged)",
+                ylabel="true positive rate (OOD flagged)", title="ROC of the combined flag")
+    axes[2].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
