@@ -164,7 +164,8 @@ def ood_report(model, meta: dict, in_data: Dataset, ood_sets: dict[str, Dataset]
                 ref["configurational_temperature"], f["configurational_temperature"])
             entry["auc"] = roc_auc(combined(ref), combined(f))
         summary["sets"][name] = entry
-    curves = {name: {**flags(v), "combined": combined(flags(v))} for name, v in values.items()}
+    curves = {name: {**flags(v), "combined": combined(flags(v)), "theta": np.ravel(v["theta"])}
+              for name, v in values.items()}
     return summary, curves
 
 

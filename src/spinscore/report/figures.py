@@ -104,25 +104,27 @@ def ood_figure(flags: dict[str, dict[str, np.ndarray]], summary: dict) -> Figure
     the combined flag. flags: {set: {flag name: (n,) values}} (from `analysis.ood.ood_report`)."""
     from spinscore.analysis.ood import roc_curve
 
-    names = ("explained_variance", "configurational_temperature")
-    labels = ("1 - explained variance on the local basis",
-              r"$|\ln\theta|$, configurational temperature / T")
+    colors = {name: f"C{k}" for k, name in enumerate(flags)}
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
-    for ax, key, label in zip(axes[:2], names, labels, strict=True):
+    panels = (("explained_variance", "1 - explained variance on the local basis"),
+              ("theta", r"configurational temperature / training T ($\theta$; flag $|\ln\theta|$)"))
+    for ax, (key, label) in zip(axes[:2], panels, strict=True):
         vals = {s: np.clip(f[key], 1e-6, None) for s, f in flags.items()}
         lo = min(v.min() for v in vals.values())
         hi = max(v.max() for v in vals.values())
         bins = np.logspace(np.log10(lo), np.log10(hi) + 1e-9, 50)
         for s, v in vals.items():
-            ax.hist(v, bins=bins, histtype="step", lw=1.5, density=True, label=s)
+            ax.hist(v, bins=bins, histtype="step", lw=1.5, density=True, label=s,
+                    color=colors[s])
         ax.set(xscale="log", xlabel=label, ylabel="density")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend(fontsize=8)
     axes[0].set_title(f"per-configuration flags (t = {summary['t_eval']:g})")
     ref = flags["in-distribution"]["combined"]
     for s, f in flags.items():
         if s != "in-distribution":
             fpr, tpr = roc_curve(ref, f["combined"])
-            axes[2].plot(fpr, tpr, label=f"{s}: AUC {summary['sets'][s]['auc']:.3f}")
+            axes[2].plot(fpr, tpr, color=colors[s], label=f"{s}: AUC {summary['sets'][s]['auc']:.3f}")
     axes[2].plot([0, 1], [0, 1], "k:", lw=0.8)
     axes[2].set(xlabel="false positive rate (in-distribution flagged)",
                 ylabel="true positive rate (OOD flagged)", title="ROC of the combined flag")
