@@ -183,14 +183,20 @@ def build_report(run_dir: str | Path, records: dict[str, dict]) -> Path:
     parts.append("<h2>Generated chains</h2>")
     if m["generate"]:
         g = m["generate"]
-        parts.append(_table(list(g.keys())[:8], [[g[k] for k in list(g.keys())[:8]]]))
+        keys = [k for k in ("sequence", "method", "n_generated", "n_reference", "mean_generated",
+                            "mean_reference", "std_generated", "std_reference", "wasserstein",
+                            "ks_statistic") if k in g]
+        parts.append(_table(keys, [[g[k] for k in keys]]))
     for png in sorted((run_dir / "generate").glob("*.png")):
         parts.append(_img(png, "energy histogram: generated chains against REMC"))
     parts.append("<h2>Out-of-distribution flag</h2>")
     if m["ood"]:
-        parts.append(_table(["set", "configurations", "EV median", "EV 5%", "ROC AUC"], [
-            [name, s["configurations"], s["ev_median"], s["ev_q05"], s.get("auc")]
-            for name, s in m["ood"]["sets"].items()]))
+        parts.append(_table(
+            ["set", "configurations", "EV median", "EV 5%", "θ median", "AUC (EV)", "AUC (θ)",
+             "AUC (combined)"],
+            [[name, s["configurations"], s["ev_median"], s["ev_q05"], s.get("theta_median"),
+              s.get("auc_explained_variance"), s.get("auc_configurational_temperature"),
+              s.get("auc")] for name, s in m["ood"]["sets"].items()]))
     parts.append(_img(run_dir / "ood" / "ood.png", "OOD flag distributions and ROC curves"))
     parts.append("<h2>Data set and training</h2>")
     parts.append(_img(run_dir / "inspect" / "dataset.png", "training data set (Fig. S1)"))
