@@ -206,7 +206,8 @@ def build_report(run_dir: str | Path, records: dict[str, dict]) -> Path:
     parts.append("<h2>Environment</h2>" + _table(
         ["item", "value"], [[k, v] for k, v in m["environment"].items()]))
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;"
+             "table{border-collapse:collapse;margin:1em 0;display:block;overflow-x:auto}"
+             "td,th{border:1px solid #bbb;"
              "padding:3px 8px;text-align:right}th{background:#eee}td:first-child{text-align:left}"
              "img{max-width:100%}figcaption{font-size:90%;color:#555}.missing{color:#a00}")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>spinscore report</title>"

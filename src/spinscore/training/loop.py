@@ -38,7 +38,7 @@ from spinscore.training.checkpoint import (
 )
 from spinscore.training.data import TrainingData, micro_batches
 
-METRICS_FIELDS = ["step", "samples", "loss", "lr", "grad_norm", "samples_per_s", "elapsed_s"]
+METRICS_FIELDS = ["step", "samples", "loss", "loss_t", "lr", "grad_norm", "samples_per_s", "elapsed_s"]
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -154,16 +154,19 @@ def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume:
     t0, window = time.perf_counter(), []
     for step in range(start, stop):
         tick = time.perf_counter()
-        loss, grad_norm = _train_step(net, opt, data, config, step, dev, ddp)
+        loss, loss_t, grad_norm = _train_step(net, opt, data, config, step, dev, ddp)
         sched.step()
         ema.update_parameters(model)
-        window.append(time.perf_counter() - tick)
+        window.append((time.perf_counter() - tick, loss, loss_t, grad_norm))
         if ddp.main and ((step + 1) % tc.log_every == 0 or step + 1 == stop):
-            rate = tc.batch_size * len(window) / sum(window)
-            metrics.write([step + 1, (step + 1) * tc.batch_size, f"{loss:.6g}",
-                              f"{sched.get_last_lr()[0]:.6g}", f"{grad_norm:.6g}",
-                              f"{rate:.4g}", f"{time.perf_counter() - t0:.2f}"])
-            bar.set_postfix(loss=f"{loss:.4g}", samples_per_s=f"{rate:.1f}")
+            secs, losses, losses_t, norms = (np.array(c) for c in zip(*window, strict=True))
+            rate = tc.batch_size * len(window) / secs.sum()
+            # means over the steps since the last row (one step's loss is very noisy)
+            metrics.write([step + 1, (step + 1) * tc.batch_size, f"{losses.mean():.6g}",
+                           f"{losses_t.mean():.6g}", f"{sched.get_last_lr()[0]:.6g}",
+                           f"{norms.mean():.6g}", f"{rate:.4g}",
+                           f"{time.perf_counter() - t0:.2f}"])
+            bar.set_postfix(loss_t=f"{losses_t.mean():.4g}", samples_per_s=f"{rate:.1f}")
             window = []
         bar.update(1)
         if ddp.main and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == stop):
@@ -211,20 +214,22 @@ def _train_step(net, opt, data: TrainingData, config: RunConfig, step: int,
     mine = np.argsort(lengths, kind="stable")[ddp.rank :: ddp.world]  # deal out by length
     groups = [mine[g] for g in micro_batches(lengths[mine], tc.micro_batch_tokens)]
     opt.zero_grad(set_to_none=True)
-    total = 0.0
+    total = total_t = 0.0
     for k, idx in enumerate(groups):
         n = int(lengths[idx].max())
         sync = k == len(groups) - 1 or ddp.world == 1
         ctx = contextlib.nullcontext() if sync else net.no_sync()
         with ctx:
-            loss = dsm_loss_sum(net, x_t[idx, :n].float().to(dev), types[idx, :n].to(dev),
-                                t[idx].float().to(dev), target[idx, :n].float().to(dev),
-                                weight[idx].float().to(dev)) / n_spins
-            (loss * ddp.world).backward()  # DDP averages over ranks; we want the sum
-        total += loss.item()
+            loss, loss_t = dsm_loss_sum(
+                net, x_t[idx, :n].float().to(dev), types[idx, :n].to(dev),
+                t[idx].float().to(dev), target[idx, :n].float().to(dev),
+                weight[idx].float().to(dev))
+            (loss / n_spins * ddp.world).backward()  # DDP averages over ranks; we want the sum
+        total += loss.item() / n_spins
+        total_t += loss_t.item() / n_spins
     grad_norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip))
     opt.step()
-    return ddp.all_sum(total), grad_norm
+    return ddp.all_sum(total), ddp.all_sum(total_t), grad_norm
 
 
 def _save(path: Path, model, ema, opt, sched, step: int, config: RunConfig, meta: dict) -> None:
@@ -272,11 +277,13 @@ def _finish(out: Path) -> None:
         rows = list(csv.DictReader(f))
     steps = np.array([float(r["samples"]) for r in rows])
     loss = np.array([float(r["loss"]) for r in rows])
-    save_figure(loss_curve_figure(steps, loss), out / "loss_curve.png")
+    loss_t = np.array([float(r["loss_t"]) for r in rows])
+    save_figure(loss_curve_figure(steps, loss, loss_t), out / "loss_curve.png")
     rates = [float(r["samples_per_s"]) for r in rows]
     (out / "train_summary.json").write_text(json.dumps({
         "steps": int(rows[-1]["step"]), "samples": int(rows[-1]["samples"]),
         "final_loss": float(np.mean(loss[-max(1, len(loss) // 10):])),
+        "final_loss_t": float(np.mean(loss_t[-max(1, len(loss) // 10):])),
         "samples_per_s_median": float(np.median(rates)),
         "elapsed_s": float(rows[-1]["elapsed_s"]),
     }, indent=2))
