@@ -41,6 +41,15 @@ def test_paper_weighting_and_uniform_recipe():
     assert stats.kstest(t.numpy(), stats.uniform(1e-4, 1 - 1e-4).cdf).pvalue > 1e-3
 
 
+def test_weight_floor_only_raises_small_weights():
+    gen = lambda: torch.Generator().manual_seed(2)  # noqa: E731 - same draws twice
+    t, w = sample_times(MIX, 5000, gen(), dtype=torch.float64)
+    t2, w2 = sample_times(MIX.model_copy(update={"weight_floor": 0.1}), 5000, gen(),
+                          dtype=torch.float64)
+    assert torch.equal(t, t2)
+    assert torch.equal(w2, torch.clamp(w, min=0.1)) and bool((w < 0.1).any())
+
+
 def test_mirror_partner_is_an_exact_sample_with_the_mirrored_target():
     g = torch.Generator().manual_seed(2)
     x0 = torch.randn(5000, 3, generator=g, dtype=torch.float64)

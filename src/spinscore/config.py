@@ -226,6 +226,9 @@ class DiffusionConfig(_Frozen):
         TimeComponent(weight=0.25, low=0.1, high=5.0),
     )
     weighting: Literal["likelihood", "none", "paper"] = "likelihood"
+    # lower bound of the loss weight: with `likelihood`, the weight of a sample at small t is
+    # ~t, which starves the zero-noise limit (the force); a floor keeps those samples in play
+    weight_floor: float = Field(default=0.0, ge=0)
     antithetic: bool = True  # each snapshot noised twice, x_t and its mirror image about x_0
 
     @model_validator(mode="after")

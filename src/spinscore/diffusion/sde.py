@@ -46,7 +46,8 @@ def sample_times(cfg: DiffusionConfig, n: int, generator: torch.Generator,
 
     Returns (t, weight), both (n,). Weights (see DiffusionConfig): `likelihood`
     1 / (p(t) (t_max - t_min)) (mean 1 under p; the integral over [t_min, t_max] of the
-    per-time loss, i.e. the ELBO weighting), `none` 1, `paper` t.
+    per-time loss, i.e. the ELBO weighting), `none` 1, `paper` t; then at least
+    `weight_floor`.
     """
     weights = torch.tensor([c.weight for c in cfg.t_sampling], dtype=torch.float64)
     comp = torch.multinomial(weights / weights.sum(), n, replacement=True, generator=generator)
@@ -61,6 +62,7 @@ def sample_times(cfg: DiffusionConfig, n: int, generator: torch.Generator,
         w = t.clone()
     else:
         w = torch.ones_like(t)
+    w = torch.clamp(w, min=cfg.weight_floor)
     return t.to(dtype), w.to(dtype)
 
 
