@@ -282,6 +282,7 @@ class ReproduceConfig(_Frozen):
     bootstrap: int = Field(default=200, ge=0)
     partition_sequence: int = Field(default=0, ge=0)  # index into the test set
     partition_per_temperature: int = Field(default=20, gt=0)
+    likelihood_tolerance: float = Field(default=1e-4, gt=0)  # ODE rtol = atol (radians, nats)
     generate: int = Field(default=500, gt=0)  # chains generated for the energy histogram
 
 

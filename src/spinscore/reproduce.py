@@ -204,9 +204,12 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
             from spinscore.analysis.partition import run_partition
 
             return run_partition(checkpoint, paths["test"], rc.partition_sequence, stage_dir,
-                                 per_temperature=rc.partition_per_temperature, progress=inner)
+                                 per_temperature=rc.partition_per_temperature,
+                                 rtol=rc.likelihood_tolerance, atol=rc.likelihood_tolerance,
+                                 progress=inner)
         pipe.stage("partition", key("train", "simulate_test") + [
-            f"seq={rc.partition_sequence} m={rc.partition_per_temperature}"], partition, bar)
+            f"seq={rc.partition_sequence} m={rc.partition_per_temperature} "
+            f"tol={rc.likelihood_tolerance}"], partition, bar)
 
         def report(_):
             build_report(run_dir, pipe.records)
