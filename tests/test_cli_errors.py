@@ -124,3 +124,14 @@ def test_inspect_summary_and_plots(small_dataset, tmp_path):
     assert "12 sequences x 3 snapshots" in output and "swap rates" in output
     assert (tmp_path / "p" / "dataset.png").stat().st_size > 10_000
     assert (tmp_path / "p" / "dataset_summary.json").exists()
+
+
+@pytest.mark.parametrize("name,edit,expected", [BAD_FILES[0], BAD_FILES[5],
+                                                ("nospins.h5", _drop("spins"),
+                                                 "field 'spins' missing")])
+def test_extract_bad_files(broken_copy, tmp_path, name, edit, expected):
+    path = broken_copy(name, edit)
+    code, output = run(["extract", "--method", "oracle", "--data", str(path), "--out",
+                        str(tmp_path / "x")])
+    assert_clean_error(code, output, name, expected)
+    assert not (tmp_path / "x").exists()

@@ -108,3 +108,26 @@ def test_extract_bad_inputs(small_dataset, tmp_path):
     res = runner.invoke(main, ["extract", "--data", str(small_dataset), "--out", str(tmp_path),
                                "--checkpoint", str(tmp_path / "none.pt")])
     assert res.exit_code == 2 and "no such checkpoint" in res.output
+
+
+@pytest.mark.parametrize("meta_change, expected", [
+    ({"types": ["A", "C"]}, "site types ['A', 'B'] do not match the checkpoint's ['A', 'C']"),
+    ({"max_range": 3}, "interaction range 2 does not match the checkpoint's 3"),
+])
+def test_extract_refuses_a_checkpoint_of_another_system(small_dataset, tmp_path, meta_change,
+                                                        expected):
+    import torch
+
+    from spinscore.training.checkpoint import build_model, save_checkpoint
+
+    config = read_dataset(small_dataset).config
+    meta = {"types": ["A", "B"], "max_range": 2, "max_length": 64, "beta": 20.0,
+            "output_scale": 20.0, **meta_change}
+    torch.manual_seed(0)
+    model = build_model(config.model, meta)
+    save_checkpoint(tmp_path / "other.pt", {"model": model.state_dict(), "ema": model.state_dict(),
+                                            "config": config.to_yaml(), "meta": meta, "step": 0})
+    res = CliRunner().invoke(main, ["extract", "--data", str(small_dataset), "--out",
+                                    str(tmp_path / "x"), "--checkpoint", str(tmp_path / "other.pt")])
+    assert res.exit_code == 2 and expected in res.output, res.output
+    assert not (tmp_path / "x" / "extraction.json").exists()
