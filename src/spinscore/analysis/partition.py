@@ -1,0 +1,214 @@
+"""The partition function from the learned density (SPEC §7, the paper's Fig. 3).
+
+For one sequence: thermal configurations from low to high energy (REMC with its coldest replica
+at each temperature T_k of the simulation ladder), their log-likelihood log p_θ(x) under the
+model (probability-flow ODE, `diffusion.likelihood`), and
+
+* the calibration log p ≈ c − α β E: least squares over the low-energy configurations, those
+  at the data temperature (the typical set the model was trained on; `fit_temperatures` > 1
+  adds the next warmer ladder temperatures, which widens the lever arm in E), α = −slope in βE;
+* the invariant log p + α β E, which is flat (= −ln Z(αβ)) where the model is the Boltzmann
+  density exp(−αβE)/Z(αβ), and breaks up in the high-energy tail it never saw;
+* −ln Z(αβ) from thermodynamic integration (`analysis.thermo`), an independent oracle;
+* gap = plateau − (−ln Z_TI), relative_gap = |gap| / |ln Z_TI|.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from spinscore.config import SimulationConfig, SystemConfig
+from spinscore.errors import SpinscoreError
+
+__all__ = [
+    "calibrate", "ladder_snapshots", "partition_analysis", "partition_figure_of", "run_partition",
+]
+
+LIKELIHOOD_BATCH = 8  # configurations per probability-flow solve (shared adaptive steps)
+
+
+def ladder_snapshots(system: SystemConfig, sim: SimulationConfig, types: np.ndarray,
+                     per_temperature: int, seed: int = 0, threads: int = 1,
+                     progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Equilibrium snapshots of one sequence at every temperature of the simulation ladder.
+
+    Run k uses the ladder truncated at T_k (`temperatures = ladder[: k + 1]`, hottest first),
+    so its coldest replica, the one `simulate_chain` records, is at T_k, with the burn-in,
+    thinning and swaps of `sim`; run k has its own random stream (seed, k). Returns spins
+    (R·M, L, 3) float64 and their temperatures (R·M,), M = per_temperature, coldest last.
+    """
+    from spinscore.sampling.remc import simulate_chain, temperature_ladder
+
+    ladder = temperature_ladder(system.temperature, sim.t_max, sim.replicas)
+    run = sim.model_copy(update={"snapshots": per_temperature, "seed": seed})
+    with (ThreadPoolExecutor(max_workers=threads) as pool,
+          tqdm(total=len(ladder), desc="REMC per T", disable=not progress, leave=False) as bar):
+        futures = [pool.submit(simulate_chain, system, run, k, types, ladder[: k + 1])
+                   for k in range(len(ladder))]
+        results = []
+        for f in futures:
+            results.append(f.result())
+            bar.update(1)
+    spins = np.concatenate([r.spins for r in results])
+    return spins, np.repeat(ladder, per_temperature)
+
+
+def calibrate(log_p: np.ndarray, beta_energy: np.ndarray, low: np.ndarray) -> dict:
+    """Fit log p = c − α βE by least squares over the configurations `low`, and the invariant.
+
+    log_p, beta_energy: (n,) nats and dimensionless; low: (n,) bool. Returns alpha, its standard
+    error alpha_err, intercept c, r2 of the fit, invariant (n,) = log p + α βE, plateau (mean
+    invariant over `low`), plateau_std (its spread), plateau_sem (standard error of the mean).
+    """
+    x, y = beta_energy[low], log_p[low]
+    if low.sum() < 3 or np.ptp(x) == 0:
+        raise SpinscoreError("partition: need at least 3 low-energy configurations with "
+                             "different energies to fit alpha")
+    design = np.column_stack([np.ones_like(x), -x])
+    (intercept, alpha), *_ = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ np.array([intercept, alpha])
+    dof = max(len(y) - 2, 1)
+    cov = np.linalg.inv(design.T @ design) * (resid @ resid / dof)
+    invariant = log_p + alpha * beta_energy
+    return {
+        "alpha": float(alpha), "alpha_err": float(math.sqrt(cov[1, 1])),
+        "intercept": float(intercept),
+        "r2": float(1 - resid @ resid / max(((y - y.mean()) ** 2).sum(), 1e-300)),
+        "invariant": invariant, "low": low,
+        "plateau": float(invariant[low].mean()), "plateau_std": float(invariant[low].std(ddof=1)),
+        "plateau_sem": float(invariant[low].std(ddof=1) / math.sqrt(low.sum())),
+    }
+
+
+def partition_analysis(model, config, types: np.ndarray, *, per_temperature: int = 20,
+                       divergence: Literal["exact", "hutchinson"] = "exact", seed: int = 0,
+                       rtol: float = 1e-5, atol: float = 1e-5, n_probes: int = 4,
+                       fit_temperatures: int = 1, ti_points: int = 100, ti_runs: int = 8,
+                       ti_sweeps: int = 4000, threads: int = 2, progress: bool = False) -> dict:
+    """The partition-function analysis of one sequence (module docstring).
+
+    model, config: from `load_model`; types: (L,) int. REMC: `per_temperature` snapshots at
+    each ladder temperature of config.simulation. log p: `solve_likelihood` with `divergence`,
+    rtol, atol (n_probes for Hutchinson), in batches of LIKELIHOOD_BATCH. Fit on the
+    `fit_temperatures` coldest temperatures. TI at β_eff = αβ with ti_points, ti_runs,
+    ti_sweeps (`thermodynamic_integration`). Returns a dict: alpha, alpha_err,
+    beta, beta_eff = α β, plateau, plateau_std, plateau_sem, log_z_ti, log_z_ti_err, gap,
+    relative_gap, the fit's r2 and intercept, settings, timings (seconds) and `points`
+    (per configuration: temperature, energy, log_p, invariant). Arrays are lists (JSON-ready).
+    """
+    from spinscore.analysis.thermo import thermodynamic_integration
+    from spinscore.diffusion.likelihood import solve_likelihood
+    from spinscore.physics.hamiltonian import bond_couplings, energy
+
+    system, sim, diffusion = config.system, config.simulation, config.diffusion
+    types = np.asarray(types, dtype=np.int64)
+    timings = {}
+
+    tick = time.perf_counter()
+    spins, temps = ladder_snapshots(system, sim, types, per_temperature, seed, threads, progress)
+    energies = energy(spins, bond_couplings(types, system.coupling_table()))
+    timings["remc_s"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.as_tensor(spins)
+    t = torch.as_tensor(types).expand(len(spins), len(types))
+    log_p, nfe = np.empty(len(spins)), []
+    for start in tqdm(range(0, len(spins), LIKELIHOOD_BATCH), desc=f"log p ({divergence})",
+                      disable=not progress, leave=False):
+        sl = slice(start, start + LIKELIHOOD_BATCH)
+        res = solve_likelihood(model, x[sl], t[sl], t_min=diffusion.t_min, t_max=diffusion.t_max,
+                               divergence=divergence, rtol=rtol, atol=atol, n_probes=n_probes,
+                               generator=gen)
+        log_p[sl] = res.log_p.numpy()
+        nfe.append(res.nfe)
+    timings["likelihood_s"] = time.perf_counter() - tick
+
+    beta = system.beta
+    low = temps <= np.sort(np.unique(temps))[min(fit_temperatures, len(np.unique(temps))) - 1]
+    fit = calibrate(log_p, beta * energies, low)
+    beta_eff = fit["alpha"] * beta
+    tick = time.perf_counter()
+    if beta_eff <= 0:
+        raise SpinscoreError(f"partition: fitted alpha = {fit['alpha']:.3g} is not positive; the "
+                             "learned density does not decrease with the energy")
+    ti = thermodynamic_integration(system, types, beta_eff, n_points=ti_points, sim=sim, seed=seed,
+                                   runs=ti_runs, sweeps=ti_sweeps, threads=threads,
+                                   progress=progress)
+    timings["ti_s"] = time.perf_counter() - tick
+    gap = fit["plateau"] + ti["log_z"]
+    return {
+        "length": len(types), "temperature": system.temperature, "beta": beta,
+        "alpha": fit["alpha"], "alpha_err": fit["alpha_err"], "beta_eff": beta_eff,
+        "fit_r2": fit["r2"], "intercept": fit["intercept"],
+        "plateau": fit["plateau"], "plateau_std": fit["plateau_std"],
+        "plateau_sem": fit["plateau_sem"],
+        "log_z_ti": ti["log_z"], "log_z_ti_err": ti["log_z_err"],
+        "gap": gap, "relative_gap": abs(gap) / abs(ti["log_z"]),
+        "divergence": divergence, "n_probes": n_probes if divergence == "hutchinson" else None,
+        "rtol": rtol, "atol": atol, "per_temperature": per_temperature, "seed": seed,
+        "fit_temperatures": fit_temperatures, "n_fit": int(low.sum()),
+        "nfe_mean": float(np.mean(nfe)), "n_configurations": len(spins),
+        "timings": {**timings, "total_s": sum(timings.values())},
+        "points": {"temperature": temps.tolist(), "energy": energies.tolist(),
+                   "log_p": log_p.tolist(), "invariant": fit["invariant"].tolist(),
+                   "low": low.tolist()},
+    }
+
+
+def partition_figure_of(result: dict, title: str = ""):
+    """The figure (`report.diffusion_figures.partition_figure`) of a `partition_analysis` result
+    (or of a partition.json read back)."""
+    from spinscore.report.diffusion_figures import partition_figure
+
+    p = result["points"]
+    fit = {k: result[k] for k in ("alpha", "alpha_err", "intercept", "plateau", "plateau_std")}
+    fit["low"] = np.asarray(p["low"])
+    return partition_figure(np.asarray(p["energy"]), np.asarray(p["log_p"]),
+                            np.asarray(p["temperature"]), result["beta"], fit, result["log_z_ti"],
+                            result["log_z_ti_err"], title=title)
+
+
+def run_partition(checkpoint: str | Path, data: str | Path, sequence_index: int,
+                  out_dir: str | Path, *, per_temperature: int = 20,
+                  divergence: Literal["exact", "hutchinson"] = "exact", seed: int = 0,
+                  progress: bool = False, **options) -> dict:
+    """`partition_analysis` for test sequence `sequence_index` of `data`, checked against the
+    checkpoint (types, interaction range, max_length); writes OUT_DIR/partition.png and
+    OUT_DIR/partition.json. Returns the summary (without the per-configuration points)."""
+    from spinscore.io import atomic_write_bytes, read_dataset
+    from spinscore.report.figures import save_figure
+    from spinscore.training.checkpoint import check_compatible, load_model
+
+    model, config, meta = load_model(checkpoint)
+    ds = read_dataset(data, fields=("types", "length"))
+    check_compatible(meta, ds.config.system.types, ds.config.system.max_range, str(data))
+    if ds.config.system.coupling_table().tolist() != config.system.coupling_table().tolist():
+        raise SpinscoreError(f"{data}: couplings differ from those the checkpoint was trained on")
+    if not 0 <= sequence_index < len(ds.length):
+        raise SpinscoreError(f"{data}: --sequence-index {sequence_index} out of range (the file "
+                             f"holds {len(ds.length)} sequences)")
+    types = ds.types[sequence_index, : ds.length[sequence_index]]
+    if len(types) > meta["max_length"]:
+        raise SpinscoreError(f"{data}: sequence {sequence_index} has {len(types)} sites, above "
+                             f"the checkpoint's max_length {meta['max_length']}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = partition_analysis(model, config, types, per_temperature=per_temperature,
+                                divergence=divergence, seed=seed, progress=progress, **options)
+    result = {"checkpoint": str(checkpoint), "data": str(data), "sequence_index": sequence_index,
+              **result}
+    fig = partition_figure_of(result, title=f"sequence {sequence_index} of {Path(data).name} "
+                                            f"(L = {result['length']}), {divergence} divergence")
+    save_figure(fig, out / "partition.png")
+    atomic_write_bytes(out / "partition.json", json.dumps(result, indent=2).encode())
+    return {k: v for k, v in result.items() if k != "points"}

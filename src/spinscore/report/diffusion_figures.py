@@ -1,0 +1,77 @@
+"""Figures of the generative side of the model: energy histograms of generated chains against
+REMC, and the partition-function invariant (the paper's Fig. 3). Numbers in, figure out."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from spinscore.report.figures import plt  # the Agg backend is chosen there
+
+
+def energy_histogram_figure(generated: np.ndarray, reference: np.ndarray, title: str = "",
+                            labels: tuple[str, str] = ("generated", "REMC")) -> Figure:
+    """Densities of two energy samples (units of J) on common bins, with their means."""
+    gen, ref = np.asarray(generated, float), np.asarray(reference, float)
+    both = np.concatenate([gen, ref])
+    lo, hi = np.quantile(both, [0.0, 0.995])
+    bins = np.linspace(lo, hi + 1e-9, 50)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for values, label, colour in ((gen, labels[0], "tab:orange"), (ref, labels[1], "tab:blue")):
+        ax.hist(values, bins=bins, density=True, histtype="stepfilled", alpha=0.35, color=colour,
+                label=f"{label}: n = {values.size}, mean {values.mean():.3f}, "
+                      f"std {values.std(ddof=1):.3f}")
+        ax.axvline(values.mean(), color=colour, ls="--", lw=1.5)
+    ax.set(xlabel="energy E (units of J)", ylabel="density", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def partition_figure(energy: np.ndarray, log_p: np.ndarray, temperature: np.ndarray, beta: float,
+                     fit: dict, log_z_ti: float, log_z_ti_err: float, title: str = "",
+                     zoom_temperatures: int = 4) -> Figure:
+    """(a) log p against βE with the calibration line log p = c − αβE fitted on the low-energy
+    configurations; (b) the invariant log p + αβE against E with −ln Z(αβ) from thermodynamic
+    integration (band: its standard error) and the plateau (mean over the low-energy
+    configurations); (c) the same, zoomed on the `zoom_temperatures` coldest temperatures.
+    Points coloured by the REMC temperature that produced them.
+
+    energy, log_p, temperature: (n,) per configuration (J, nats, J); fit: dict with alpha,
+    alpha_err, intercept, plateau, plateau_std and `low` (n,) bool mask of the fitted points.
+    """
+    energy, log_p, temperature = (np.asarray(a, float) for a in (energy, log_p, temperature))
+    low = np.asarray(fit["low"], bool)
+    alpha, plateau = fit["alpha"], fit["plateau"]
+    invariant = log_p + alpha * beta * energy
+    norm = LogNorm(temperature.min(), max(temperature.max(), temperature.min() * 1.01))
+    colours = {"c": temperature, "cmap": "coolwarm", "norm": norm, "s": 14}
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5), layout="constrained")
+    ax = axes[0]
+    sc = ax.scatter(beta * energy, log_p, **colours)
+    x = np.linspace((beta * energy[low]).min(), (beta * energy[low]).max(), 2)
+    ax.plot(x, fit["intercept"] - alpha * x, "k-", lw=2,
+            label=f"fit on the {low.sum()} low-energy points: α = {alpha:.3f} ± "
+                  f"{fit['alpha_err']:.3f}")
+    ax.set(xlabel=r"$\beta E$", ylabel=r"$\log p_\theta(x)$ (nats)",
+           title="(a) calibration of the learned density")
+    ax.legend(fontsize=8)
+
+    cold = np.sort(np.unique(temperature))[:zoom_temperatures]
+    zoom = np.isin(temperature, cold)
+    for ax, sel, name in ((axes[1], slice(None), "(b) invariant, all temperatures"),
+                          (axes[2], zoom, f"(c) the {len(cold)} coldest temperatures")):
+        ax.scatter(energy[sel], invariant[sel], **{**colours, "c": temperature[sel]})
+        ax.axhline(-log_z_ti, color="k", lw=1.5,
+                   label=rf"$-\ln Z(\alpha\beta)$ (TI) = {-log_z_ti:.2f} ± {log_z_ti_err:.2f}")
+        ax.axhspan(-log_z_ti - log_z_ti_err, -log_z_ti + log_z_ti_err, color="k", alpha=0.15)
+        ax.axhline(plateau, color="tab:green", ls="--", lw=1.5,
+                   label=f"plateau = {plateau:.2f} (std {fit['plateau_std']:.2f})")
+        ax.set(xlabel="energy E (units of J)",
+               ylabel=r"$\log p_\theta(x) + \alpha\beta E$ (nats)", title=name)
+        ax.legend(fontsize=8)
+    fig.colorbar(sc, ax=axes[2], label="REMC temperature T")
+    if title:
+        fig.suptitle(title)
+    return fig

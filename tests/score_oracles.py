@@ -1,0 +1,79 @@
+"""Stand-in score models with the call signature of `ScoreModel`, differentiable in forward and
+reverse mode and under vmap (plain torch expressions).
+
+`HeatKernelScore`: the noised score is known exactly. Independent spins, spin i distributed at
+diffusion time t as the heat kernel K_{t0+t}(mu_i, ·) (Brownian motion started at mu_i and run
+for t0 + t), score from the Legendre series. `BoltzmannScore`: β F of a spin chain."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from spinscore.geometry.sphere import geodesic_angle, heat_kernel_log_density
+
+
+class HeatKernelScore(nn.Module):
+    """score_i(x, t) = ∇ log K_{t0+t}(mu_i, x_i) = (p'(c)/p(c)) P(x_i) mu_i, c = mu_i·x_i, with
+    p(c) = Σ_l (2l+1)/(4π) e^{−l(l+1)τ/2} P_l(c), τ = t0 + t. No parameters (float64)."""
+
+    def __init__(self, mu: Tensor, t0: float):
+        super().__init__()
+        self.register_buffer("mu", mu.to(torch.float64))
+        self.t0 = t0
+        # terms until l(l+1)τ/2 > 45 (e^-45 relative) at the smallest τ = t0
+        self.n_terms = int(math.ceil(math.sqrt(90.0 / t0))) + 2
+
+    def forward(self, spins: Tensor, types: Tensor, t: Tensor) -> Tensor:
+        n = spins.shape[1]
+        mu = self.mu[:n].to(spins.dtype)  # (N, 3)
+        c = (spins * mu).sum(-1)  # (B, N)
+        tau = (self.t0 + t).to(spins.dtype)[:, None]  # (B, 1)
+        p_prev, p_cur = torch.ones_like(c), c  # P_{l-1}, P_l
+        dp_prev, dp_cur = torch.zeros_like(c), torch.ones_like(c)
+        p = torch.full_like(c, 1 / (4 * math.pi))
+        dp = torch.zeros_like(c)
+        for ell in range(1, self.n_terms + 1):
+            coef = (2 * ell + 1) / (4 * math.pi) * torch.exp(-ell * (ell + 1) * tau / 2)
+            p = p + coef * p_cur
+            dp = dp + coef * dp_cur
+            p_next = ((2 * ell + 1) * c * p_cur - ell * p_prev) / (ell + 1)
+            dp_next = dp_prev + (2 * ell + 1) * p_cur
+            p_prev, p_cur, dp_prev, dp_cur = p_cur, p_next, dp_cur, dp_next
+        score = (dp / p)[..., None] * (mu - c[..., None] * spins)
+        return score * (types >= 0)[..., None].to(spins.dtype)
+
+    def log_density(self, spins: Tensor, types: Tensor, t: float) -> Tensor:
+        """Σ_i log K_{t0+t}(mu_i, x_i) over valid spins, (B,) float64 (independent code path:
+        the Mehler quadrature of `heat_kernel_log_density`)."""
+        n = spins.shape[1]
+        theta = geodesic_angle(spins.to(torch.float64), self.mu[:n])
+        logk = heat_kernel_log_density(theta, self.t0 + t)
+        return (logk * (types >= 0)).sum(-1)
+
+
+def random_directions(n: int, seed: int) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+
+
+class BoltzmannScore(nn.Module):
+    """score(x, t) = β/(1 + βt) · F(x): the zero-noise score β F of the Boltzmann density of
+    `system`, with the stiffness scale of a heat-kernel-smoothed mode (not the exact noised
+    score, but a smooth model whose density decreases with the energy). Same signature as
+    `ScoreModel`; differentiable."""
+
+    def __init__(self, system):
+        super().__init__()
+        self.register_buffer("table", torch.as_tensor(system.coupling_table()))
+        self.beta = system.beta
+
+    def forward(self, spins: Tensor, types: Tensor, t: Tensor) -> Tensor:
+        from spinscore.physics.hamiltonian import bond_couplings, tangent_force
+
+        force = tangent_force(spins, bond_couplings(types, self.table.to(spins.dtype)))
+        scale = self.beta / (1 + self.beta * t.to(spins.dtype))
+        return scale[:, None, None] * force * (types >= 0)[..., None].to(spins.dtype)
