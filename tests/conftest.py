@@ -38,6 +38,26 @@ def write_config(path: Path, system: dict | None = None, **sim_kw) -> Path:
     return path
 
 
+def run(args: list[str]) -> tuple[int, str]:
+    """Run the `spinscore` CLI in-process; (exit code, output)."""
+    from click.testing import CliRunner
+
+    from spinscore.cli import main
+
+    res = CliRunner().invoke(main, args)
+    return res.exit_code, res.output
+
+
+def assert_clean_error(code: int, output: str, *expected: str) -> None:
+    """Bad input: exit code 2, one `error:` line, no traceback, each `expected` text in it."""
+    assert code == 2, output
+    assert "Traceback" not in output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), output
+    for text in expected:
+        assert text in output, output
+
+
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory) -> Path:
     """A small simulated data set of the paper's system (12 chains x 3 snapshots)."""

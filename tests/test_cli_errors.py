@@ -7,23 +7,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import PAPER_SYSTEM, write_config
+from conftest import PAPER_SYSTEM, assert_clean_error, run, write_config
 from spinscore.cli import main
-
-
-def run(args):
-    res = CliRunner().invoke(main, args)
-    return res.exit_code, res.output
-
-
-def assert_clean_error(code, output, *expected):
-    assert code == 2, output
-    assert "Traceback" not in output
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), output
-    for text in expected:
-        assert text in output, output
-
 
 CONFIG_ERRORS = [
     (["--set", "system.couplings.1.AX=0.3"], "unknown site type 'X'"),

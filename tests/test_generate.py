@@ -10,13 +10,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from scipy.stats import ks_2samp
 
-from conftest import PAPER_SYSTEM, SMALL_SIMULATION
+from conftest import PAPER_SYSTEM, SMALL_SIMULATION, assert_clean_error, run
 from score_oracles import BoltzmannScore, HeatKernelScore, random_directions
 from spinscore.analysis.partition import calibrate
-from spinscore.cli import main
 from spinscore.config import parse_config
 from spinscore.diffusion.generate import log_time_grid, sample_chains
 from spinscore.geometry.sphere import heat_kernel_sample
@@ -105,20 +103,6 @@ def tiny_checkpoint(path, types=("A", "B"), max_length=24):
     save_checkpoint(path, {"model": model.state_dict(), "ema": model.state_dict(),
                            "config": config.to_yaml(), "meta": meta, "step": 0})
     return path
-
-
-def run(args):
-    res = CliRunner().invoke(main, args)
-    return res.exit_code, res.output
-
-
-def assert_clean_error(code, output, *expected):
-    assert code == 2, output
-    assert "Traceback" not in output
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), output
-    for text in expected:
-        assert text in output, output
 
 
 @pytest.mark.parametrize("sequence,expected", [

@@ -4,9 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from conftest import PAPER_SYSTEM, write_config
+from conftest import PAPER_SYSTEM, assert_clean_error, run, write_config
 from spinscore.analysis.thermo import (
     LOG_4PI,
     beta_grid,
@@ -15,7 +14,6 @@ from spinscore.analysis.thermo import (
     sequence_types,
     thermodynamic_integration,
 )
-from spinscore.cli import main
 from spinscore.config import SimulationConfig, parse_config
 from spinscore.errors import SpinscoreError
 
@@ -117,11 +115,6 @@ def test_sequence_types():
 # --- command line ------------------------------------------------------------------------------
 
 
-def run(args):
-    res = CliRunner().invoke(main, args)
-    return res.exit_code, res.output
-
-
 @pytest.mark.parametrize("extra,expected", [
     (["--sequence", "ABXA"], "unknown site type 'X' at position 2 (types are ['A', 'B'])"),
     (["--sequence", "AB"], "2 sites are too short for interaction range 2"),
@@ -133,10 +126,8 @@ def run(args):
 def test_cli_bad_input(tmp_path, extra, expected):
     cfg = write_config(tmp_path / "cfg.yaml")
     out = tmp_path / "thermo"
-    code, output = run(["thermo", "--config", str(cfg), "--out", str(out), *extra])
-    assert code == 2, output
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], output
+    assert_clean_error(*run(["thermo", "--config", str(cfg), "--out", str(out), *extra]),
+                       expected)
     assert not out.exists()
 
 
