@@ -298,31 +298,15 @@ def pf_ode_trajectory(model: nn.Module, x0: Tensor, types: Tensor, u_grid, *, rt
     return xs / torch.linalg.vector_norm(xs, dim=-1, keepdim=True)
 
 
-def log_likelihood(
-    model: nn.Module,
-    spins: Tensor,
-    types: Tensor,
-    *,
-    t_min: float,
-    t_max: float,
-    divergence: Literal["exact", "hutchinson"] = "exact",
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-    n_probes: int = 1,
-    generator: torch.Generator | None = None,
-    progress: bool = False,
-    **options,
-) -> Tensor:
+def log_likelihood(model: nn.Module, spins: Tensor, types: Tensor, **options) -> Tensor:
     """log p_0(x) ≈ log p_{t_min}(x) of a batch of configurations, (B,) float64, nats.
 
-    spins: (B, N, 3) unit spins; types: (B, N) long, −1 on padding; t_min, t_max: the model's
-    time range (log p_{t_max} taken uniform, −N ln 4π). `divergence`: "exact" Riemannian trace
-    or "hutchinson" with `n_probes` tangent probes from `generator`. rtol/atol: dopri5
-    tolerances (radians on the spins; atol nats per spin on the log-density integral).
-    `options` go to `solve_likelihood` (log_p_atol, solver, probe, products, chunk). Density
-    w.r.t. the product of unit-sphere area measures; the trajectory is shared by the batch
-    (adaptive steps chosen for all configurations at once).
+    spins: (B, N, 3) unit spins; types: (B, N) long, −1 on padding. `options` are those of
+    `solve_likelihood` (t_min and t_max, the model's time range, are required; log p_{t_max} is
+    taken uniform, −N ln 4π): the divergence ("exact" Riemannian trace or "hutchinson" with
+    `n_probes` tangent probes from `generator`), the dopri5 tolerances rtol/atol (radians on
+    the spins; atol nats per spin on the log-density integral), solver, probe, products, chunk.
+    Density w.r.t. the product of unit-sphere area measures; the trajectory is shared by the
+    batch (adaptive steps chosen for all configurations at once).
     """
-    return solve_likelihood(model, spins, types, t_min=t_min, t_max=t_max, divergence=divergence,
-                            rtol=rtol, atol=atol, n_probes=n_probes, generator=generator,
-                            progress=progress, **options).log_p
+    return solve_likelihood(model, spins, types, **options).log_p
