@@ -1,29 +1,6 @@
-""""""
+"""Geometry of S^2: exp/log maps, random O(3) elements, the heat kernel (see `sphere`)."""
 
-from spinscore.geometry.sphere import (
-    T_CROSS,
-    exp_map,
-    geodesic_angle,
-    heat_kernel_log_density,
-    heat_kernel_sample,
-    heat_kernel_score,
-    heat_kernel_target,
-    log_map,
-    random_orthogonal,
-    tangent_project,
-    uniform_sphere,
-)
+from spinscore.geometry import sphere
+from spinscore.geometry.sphere import *  # noqa: F403 - the public API of `sphere`, listed there
 
-__all__ = [
-    "T_CROSS",
-    "exp_map",
-    "geodesic_angle",
-    "heat_kernel_log_density",
-    "heat_kernel_sample",
-    "heat_kernel_score",
-    "heat_kernel_target",
-    "log_map",
-    "random_orthogonal",
-    "tangent_project",
-    "uniform_sphere",
-]
+__all__ = sphere.__all__
