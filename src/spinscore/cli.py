@@ -25,11 +25,14 @@ class _Group(click.Group):
             sys.exit(2)
 
 
+set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                          help="Override one configuration value (repeatable).")
+checkpoint_option = click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
+                                 help="Trained model (checkpoint.pt).")
 _config_options = [
     click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
                  help="YAML configuration file (see configs/)."),
-    click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-                 help="Override one configuration value (repeatable)."),
+    set_option,
 ]
 
 
@@ -158,8 +161,7 @@ def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, q
 
 
 @main.command()
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="Trained model (checkpoint.pt).")
+@checkpoint_option
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
               help="In-distribution test set (.h5).")
 @click.option("--ood", "ood_sets", multiple=True, required=True, metavar="NAME=PATH.h5",
@@ -169,7 +171,8 @@ def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, q
               help="Diffusion time at which the network is queried.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def ood(checkpoint, data_path, ood_sets, out, t_eval, quiet):
-    """ROC AUC of the OOD flag (1 - explained variance on the local basis) for each OOD set."""
+    """ROC AUCs of the OOD flags (explained variance on the local basis, configurational
+    temperature, and the two combined) for each OOD set."""
     from spinscore.analysis.ood import run_ood
 
     sets = {}
@@ -259,8 +262,7 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
 
 
 @main.command()
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="Trained model (checkpoint.pt).")
+@checkpoint_option
 @click.option("--sequence", required=True,
               help="Site types, one letter per site (e.g. ABBA); comma-separated for longer names.")
 @click.option("--n", "n_chains", type=int, default=1000, show_default=True,
@@ -302,8 +304,7 @@ def sample(checkpoint, sequence, n_chains, out, method, steps, seed, reference_s
 
 
 @main.command()
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="Trained model (checkpoint.pt).")
+@checkpoint_option
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
               help="Test data set (.h5) holding the sequence.")
 @click.option("--sequence-index", type=int, default=0, show_default=True,
@@ -334,8 +335,7 @@ def partition(checkpoint, data_path, sequence_index, out, per_temperature, diver
 @main.command()
 @click.option("--preset", default="quick", show_default=True,
               help="quick (CPU, minutes), paper (the paper's sizes), or a config file.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override one configuration value (repeatable).")
+@set_option
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
 @click.option("--device", default=None, help="torch device (default: cuda if present, else cpu).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
