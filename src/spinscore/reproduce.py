@@ -43,10 +43,6 @@ def preset_path(preset: str) -> Path:
     return path
 
 
-def _section_yaml(config: RunConfig, *sections: str) -> str:
-    return config.to_yaml(sections)
-
-
 def _with(config: RunConfig, **changes: dict) -> RunConfig:
     """A copy of `config` with some fields of some sections replaced (re-validated)."""
     from spinscore.config import parse_config
@@ -145,7 +141,7 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
                 path.unlink(missing_ok=True)  # a finished file without a record: redo it
                 simulate_dataset(cfg, path, progress=inner)
                 return {"path": str(path.relative_to(run_dir))}
-            pipe.stage(f"simulate_{name}", [_section_yaml(cfg, "system", "simulation")],
+            pipe.stage(f"simulate_{name}", [cfg.to_yaml(("system", "simulation"))],
                        simulate, bar)
 
         def inspect(stage_dir):
@@ -166,7 +162,7 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
                   progress=inner)
             return json.loads((stage_dir / "train_summary.json").read_text())
         pipe.stage("train", key("simulate_train") + [
-            _section_yaml(config, "model", "diffusion", "train")], train_stage, bar)
+            config.to_yaml(("model", "diffusion", "train"))], train_stage, bar)
         checkpoint = run_dir / "train" / "checkpoint.pt"
         rc = config.reproduce
 

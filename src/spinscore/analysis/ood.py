@@ -137,7 +137,8 @@ def ood_report(model, meta: dict, in_data: Dataset, ood_sets: dict[str, Dataset]
     def flags(v: dict) -> dict:
         return {"explained_variance": 1.0 - np.ravel(v["ev"]),
                 "configurational_temperature": np.abs(np.log(np.ravel(v["theta"])))}
-    ref = flags(values["in-distribution"])
+    set_flags = {name: flags(v) for name, v in values.items()}
+    ref = set_flags["in-distribution"]
 
     def combined(f: dict) -> np.ndarray:
         return 1.0 - np.minimum(*(empirical_p(ref[k], f[k]) for k in ref))
@@ -157,15 +158,15 @@ def ood_report(model, meta: dict, in_data: Dataset, ood_sets: dict[str, Dataset]
                  "theta_q05": float(np.percentile(theta, 5)),
                  "theta_q95": float(np.percentile(theta, 95))}
         if name != "in-distribution":
-            f = flags(v)
+            f = set_flags[name]
             entry["auc_explained_variance"] = roc_auc(ref["explained_variance"],
                                                       f["explained_variance"])
             entry["auc_configurational_temperature"] = roc_auc(
                 ref["configurational_temperature"], f["configurational_temperature"])
             entry["auc"] = roc_auc(combined(ref), combined(f))
         summary["sets"][name] = entry
-    curves = {name: {**flags(v), "combined": combined(flags(v)), "theta": np.ravel(v["theta"])}
-              for name, v in values.items()}
+    curves = {name: {**set_flags[name], "combined": combined(set_flags[name]),
+                     "theta": np.ravel(v["theta"])} for name, v in values.items()}
     return summary, curves
 
 
