@@ -182,6 +182,10 @@ class ModelConfig(_Frozen):
     # of a spin of stiffness beta smoothed by the heat kernel (-> beta * force at t = 0, ~ 1/t
     # at large t), so the trunk predicts O(1) couplings at every t; "constant" beta.
     output_scaling: Literal["stiffness", "constant"] = "stiffness"
+    # Fourier octaves of the time embedding: frequencies pi/16 * 2^k, k < time_octaves, in
+    # ln t. The highest one bounds how fast the field can vary in t (period 4 in ln t at the
+    # default 4); faster variation makes the probability-flow ODE stiff to integrate.
+    time_octaves: int = Field(default=4, ge=1, le=12)
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:

@@ -13,9 +13,11 @@ from torch import Tensor, nn
 class TimeEmbedding(nn.Module):
     """Fourier features of log t followed by an MLP: (B,) diffusion times -> (B, dim).
 
-    log t, because the times that matter span four decades (1e-4 .. 5)."""
+    log t, because the times that matter span four decades (1e-4 .. 5); frequencies
+    pi/16 * 2^k for k < n_freq, so the slowest period (32 in ln t) covers the whole range and
+    the fastest (64 / 2^n_freq) limits how quickly the output can change with t."""
 
-    def __init__(self, dim: int, n_freq: int = 8):
+    def __init__(self, dim: int, n_freq: int = 4):
         super().__init__()
         self.register_buffer("freqs", 2.0 ** torch.arange(n_freq) * (math.pi / 16.0),
                              persistent=False)

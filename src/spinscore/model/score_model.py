@@ -34,7 +34,7 @@ class ScoreModel(nn.Module):
         self.cfg, self.n_types, self.max_length = cfg, n_types, max_length
         self.type_embed = nn.Embedding(n_types, c_s)
         self.pos_embed = nn.Embedding(max_length, c_s)
-        self.time_embed = TimeEmbedding(c_s)
+        self.time_embed = TimeEmbedding(c_s, cfg.time_octaves)
         self.dist_embed = nn.Embedding(cfg.max_distance + 1, c_z)
         self.gram_embed = nn.Linear(1, c_z)
         self.trunk = Pairformer(c_s, c_z, cfg.blocks, cfg.heads, cfg.transition)
