@@ -126,3 +126,28 @@ def test_ema_decay_is_warmed_up():
     kept = np.prod([min(0.999, (1 + k) / (10 + k)) for k in range(1, 51)])
     np.testing.assert_allclose(ema.module.weight.detach().numpy(), 1 - kept, rtol=1e-6)
     assert ema.module.weight.min() > 0.999
+
+
+def test_checkpoint_from_before_time_octaves_loads_with_its_eight_octaves(tmp_path, small_dataset):
+    """Checkpoints store their resolved config; one written before `model.time_octaves` existed
+    was trained with 8 octaves and must load as such (not with today's default of 4, whose time
+    MLP has another input width), and give the network it held."""
+    import yaml
+
+    from spinscore.training.checkpoint import load_model, save_checkpoint
+
+    cfg, path, sets = tiny_config(tmp_path, samples=16)
+    old = load_config(path, sets + ["model.time_octaves=8"])
+    train(old, small_dataset, tmp_path / "run", progress=False)
+    state = weights(tmp_path / "run")
+    raw = yaml.safe_load(state["config"])
+    del raw["model"]["time_octaves"]  # what an older spinscore wrote
+    save_checkpoint(tmp_path / "legacy.pt", {**state, "config": yaml.safe_dump(raw)})
+    model, config, _ = load_model(tmp_path / "legacy.pt")
+    assert config.model.time_octaves == 8
+    reference, _, _ = load_model(tmp_path / "run" / "checkpoint.pt")
+    spins = torch.nn.functional.normalize(torch.randn(2, 6, 3), dim=-1)
+    types = torch.zeros(2, 6, dtype=torch.long)
+    t = torch.tensor([0.01, 1.0])
+    assert torch.equal(model(spins, types, t), reference(spins, types, t))
+    assert cfg.model.time_octaves == 4  # today's default

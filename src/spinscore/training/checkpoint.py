@@ -38,8 +38,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+# Model fields added after checkpoints were first written, with the value those checkpoints were
+# trained with. A checkpoint stores its fully resolved config, so a missing field means an older
+# checkpoint, not the current default.
+LEGACY_MODEL_FIELDS = {"time_octaves": 8}
+
+
 def checkpoint_config(state: dict[str, Any], path: Path | str = "<checkpoint>") -> RunConfig:
-    return parse_config(yaml.safe_load(state["config"]), f"{path} (stored config)")
+    raw = yaml.safe_load(state["config"])
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+        raw["model"] = {**LEGACY_MODEL_FIELDS, **raw["model"]}
+    return parse_config(raw, f"{path} (stored config)")
 
 
 def build_model(model_cfg: ModelConfig, meta: dict[str, Any]) -> ScoreModel:
