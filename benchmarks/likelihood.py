@@ -1,19 +1,23 @@
 """Cost of log p by the probability-flow ODE with the exact divergence (prints, asserts nothing).
 
-    .venv/bin/python benchmarks/likelihood.py [--length 30] [--batch 100] [--repeats 3]
-        [--threads 1] [--tols 1e-5,1e-4,1e-3] [--checkpoint CKPT]
+    .venv/bin/python benchmarks/likelihood.py [--checkpoint CKPT --data TEST.h5] [--length 30]
+        [--chains 8] [--batch 100] [--threads N] [--tols 1e-5,1e-4]
 
-Model: the paper-size network (ModelConfig(): c_s 64, c_z 32, 4 blocks, 4 heads), two site
-types, max_length 64, output_scale 20, random weights; the output head's last layer, zero at
-initialisation, is set to N(0, 0.02²) so the score is not identically zero. With --checkpoint a
-trained model is used instead (its t_min, t_max). Configurations: uniform random spins (the
-cost per evaluation does not depend on the values; the number of solver steps does).
+Model: with --checkpoint, a trained model (its t_min, t_max); without, the paper-size network
+(ModelConfig(): c_s 64, c_z 32, 4 blocks, 4 heads), two site types, random weights with the
+output head's last layer, zero at initialisation, set to N(0, 0.02²) so the score is not
+identically zero. Configurations: with --data, thermal ones (the snapshots of the sequences of
+`--length` sites in the file, distinct as far as the file allows); without, uniform random
+spins of random types.
 
-For each tolerance (rtol = atol): the median wall time of `solve_likelihood` on one chain, the
-number of right-hand-side evaluations (NFE: one network call plus 2N batched vector-Jacobian
-products each), the seconds per NFE, and the error in nats per spin against a reference solve
-at rtol = atol = 1e-8. Then one batch of `--batch` chains (one joint solve, shared steps), the
-Hutchinson estimator (one probe) for comparison, and the forward-mode (jvp) products.
+For each integrator (the default "quadrature": trajectory by dopri5, divergence integral by
+adaptive Gauss–Kronrod; "augmented": the divergence integral in the ODE state) and tolerance
+(rtol = atol on the trajectory), over `--chains` chains solved one at a time: the median and
+largest wall time of `solve_likelihood`, the network calls of the trajectory solves (NFE), the
+divergence evaluations (2N vector–Jacobian products each), and the median and largest error in
+nats per spin against a reference solve by the augmented integrator at rtol = atol = 1e-7 (the
+textbook method, independent of the quadrature). Then one batch of `--batch` chains: exact
+divergence by the quadrature, and Hutchinson (one probe) by the augmented integrator.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import statistics
 import time
 
+import numpy as np
 import torch
 
 from spinscore.config import ModelConfig
@@ -38,30 +43,44 @@ def paper_model(seed: int = 0) -> ScoreModel:
     return model.eval()
 
 
-def chains(b: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def random_chains(b: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return (uniform_sphere((b, n), generator=g, dtype=torch.float64),
             torch.randint(0, 2, (b, n), generator=g))
 
 
-def timed(repeats: int, **kw):
-    times, res = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        res = solve_likelihood(**kw)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), res
+def thermal_chains(path: str, b: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """b thermal configurations of n sites: snapshot 0 of each sequence of n sites, then
+    snapshot 1, ... (distinct as long as the file has enough; cycles after that)."""
+    from spinscore.io import read_dataset
+
+    ds = read_dataset(path, fields=("spins", "types", "length"))
+    rows = np.flatnonzero(ds.length == n)
+    if len(rows) == 0:
+        raise SystemExit(f"{path}: no sequence of {n} sites")
+    pairs = [(r, s) for s in range(ds.spins.shape[1]) for r in rows]
+    pairs = [pairs[k % len(pairs)] for k in range(b)]
+    seq, snap = np.array(pairs).T
+    return (torch.as_tensor(ds.spins[seq, snap, :n], dtype=torch.float64),
+            torch.as_tensor(ds.types[seq, :n], dtype=torch.long))
+
+
+def timed(**kw):
+    start = time.perf_counter()
+    res = solve_likelihood(**kw)
+    return time.perf_counter() - start, res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--length", type=int, default=30)
-    ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--tols", default="1e-5,1e-4,1e-3")
-    ap.add_argument("--batch-tol", type=float, default=1e-3)
     ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--length", type=int, default=30)
+    ap.add_argument("--chains", type=int, default=8, help="single chains timed one by one")
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--tols", default="1e-5,1e-4")
+    ap.add_argument("--integrators", default="quadrature,augmented")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,36 +92,43 @@ def main() -> None:
     else:
         model, t_min, t_max = paper_model(), 1e-3, 5.0
     n = args.length
-    x, types = chains(1, n, seed=1)
+
+    def chains(b: int, seed: int):
+        return thermal_chains(args.data, b, n) if args.data else random_chains(b, n, seed)
+
+    x, types = chains(args.chains, seed=1)
     common = {"model": model, "t_min": t_min, "t_max": t_max}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; chain of {n} spins, "
-          f"t in [{t_min:g}, {t_max:g}]")
-    solve_likelihood(spins=x, types=types, rtol=1e-3, atol=1e-3, **common)  # warm-up
-    ref = solve_likelihood(spins=x, types=types, rtol=1e-8, atol=1e-8, **common)
-    print(f"reference (tol 1e-8): log p = {float(ref.log_p[0]):.6f} nats, NFE {ref.nfe}")
-    print("tol      median_s  NFE  s/NFE   |error| nats/spin   (exact divergence, 1 chain)")
-    for tol in (float(v) for v in args.tols.split(",")):
-        sec, res = timed(args.repeats, spins=x, types=types, rtol=tol, atol=tol, **common)
-        err = abs(float(res.log_p[0] - ref.log_p[0])) / n
-        print(f"{tol:<8.0e} {sec:8.3f} {res.nfe:4d} {sec / res.nfe:6.4f}   {err:.2e}")
-    sec, res = timed(args.repeats, spins=x, types=types, rtol=1e-5, atol=1e-5,
-                     products="forward", **common)
-    print(f"forward-mode products (jvp), tol 1e-5: {sec:.3f} s, NFE {res.nfe}")
-    sec, res = timed(args.repeats, spins=x, types=types, rtol=1e-5, atol=1e-5,
-                     divergence="hutchinson", generator=torch.Generator().manual_seed(0),
-                     **common)
-    print(f"hutchinson (1 probe), tol 1e-5: {sec:.3f} s, NFE {res.nfe}, "
-          f"log p {float(res.log_p[0]):.4f} (exact {float(ref.log_p[0]):.4f})")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.chains} chains of "
+          f"{n} spins ({'thermal, ' + args.data if args.data else 'uniform random'}), "
+          f"t in [{t_min:g}, {t_max:g}], {sum(p.numel() for p in model.parameters())} parameters")
+    solve_likelihood(spins=x[:1], types=types[:1], rtol=1e-3, atol=1e-3, **common)  # warm-up
+    start = time.perf_counter()
+    ref = [solve_likelihood(spins=x[k:k + 1], types=types[k:k + 1], rtol=1e-7, atol=1e-7,
+                            integrator="augmented", **common).log_p[0] for k in range(len(x))]
+    print(f"reference: augmented integrator at rtol = atol = 1e-7, "
+          f"{(time.perf_counter() - start) / len(x):.1f} s per chain")
+    print("integrator  tol     median_s   max_s  NFE  div_evals  |error| nats/spin median, max"
+          "   (exact divergence, one chain at a time)")
+    for integrator in args.integrators.split(","):
+        for tol in (float(v) for v in args.tols.split(",")):
+            rows = [timed(spins=x[k:k + 1], types=types[k:k + 1], rtol=tol, atol=tol,
+                          integrator=integrator, **common) for k in range(len(x))]
+            secs = [sec for sec, _ in rows]
+            errs = [abs(float(res.log_p[0] - r)) / n for (_, res), r in zip(rows, ref, strict=True)]
+            print(f"{integrator:<11} {tol:<7.0e} {statistics.median(secs):8.3f} {max(secs):7.3f} "
+                  f"{statistics.median(res.nfe for _, res in rows):4.0f} "
+                  f"{statistics.median(res.n_divergence for _, res in rows):10.0f}   "
+                  f"{statistics.median(errs):.2e}, {max(errs):.2e}")
     if args.batch > 1:
-        xb, tb = chains(args.batch, n, seed=2)
-        for divergence in ("exact", "hutchinson"):
-            start = time.perf_counter()
-            res = solve_likelihood(spins=xb, types=tb, rtol=args.batch_tol, atol=args.batch_tol,
-                                   divergence=divergence, generator=torch.Generator().manual_seed(0),
-                                   **common)
-            sec = time.perf_counter() - start
-            print(f"batch of {args.batch} chains, {divergence}, tol {args.batch_tol:g}: {sec:.2f} s "
-                  f"({sec / args.batch:.3f} s per chain), NFE {res.nfe}")
+        xb, tb = chains(args.batch, seed=2)
+        tol = min(float(v) for v in args.tols.split(","))
+        for divergence, integrator in (("exact", "quadrature"), ("hutchinson", "augmented")):
+            sec, res = timed(spins=xb, types=tb, rtol=tol, atol=tol, divergence=divergence,
+                             integrator=integrator, generator=torch.Generator().manual_seed(0),
+                             **common)
+            print(f"batch of {args.batch} chains, {divergence}, {integrator}, tol {tol:g}: "
+                  f"{sec:.2f} s ({sec / args.batch:.3f} s per chain), NFE {res.nfe}, "
+                  f"{res.n_divergence} divergence evaluations")
 
 
 if __name__ == "__main__":
