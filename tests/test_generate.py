@@ -131,9 +131,10 @@ def test_sample_rejects_bad_numbers_and_missing_checkpoint(tmp_path):
 
 
 def test_sample_writes_chains_energies_and_comparison(tmp_path):
-    """The happy path end to end, tiny: HDF5 (spins, types, energies), PNG and JSON."""
+    """The happy path end to end, tiny: HDF5 (spins, types, energies), PNG and JSON, into a
+    directory that does not exist yet (created before the work, not found missing after it)."""
     ckpt = tiny_checkpoint(tmp_path / "ckpt.pt")
-    out = tmp_path / "gen.h5"
+    out = tmp_path / "new" / "dir" / "gen.h5"
     code, output = run(["sample", "--checkpoint", str(ckpt), "--sequence", "ABBAB", "--n", "6",
                         "--out", str(out), "--method", "sde", "--steps", "5",
                         "--reference-snapshots", "4", "--quiet"])

@@ -219,6 +219,8 @@ def generate_and_compare(
     out = Path(out)
     png = Path(png) if png else out.with_suffix(".png")
     summary = Path(summary) if summary else out.with_suffix(".json")
+    for path in (out, png, summary):
+        path.parent.mkdir(parents=True, exist_ok=True)  # now, not after the sampling
     system, diffusion = config.system, config.diffusion
     types = np.asarray(types, dtype=np.int64)
     if len(types) > meta["max_length"]:
