@@ -155,6 +155,7 @@ def test_sample_writes_chains_energies_and_comparison(tmp_path):
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["n_generated"] == 6 and summary["n_reference"] == 4
     assert summary["wasserstein"] >= 0 and 0 <= summary["ks_statistic"] <= 1
+    assert 0 <= summary["chirality_reversals_generated"] <= 3  # at most L - 2 per chain
     assert out.with_suffix(".png").stat().st_size > 0
 
 

@@ -9,6 +9,7 @@ from conftest import make_config
 from spinscore.physics.hamiltonian import (
     bond_classes,
     bond_couplings,
+    chirality_reversals,
     energy,
     local_field,
     tangent_force,
@@ -131,3 +132,23 @@ def test_bond_classes_index_the_parameter_vector(system):
     cls = bond_classes(types, system.n_types, system.max_range)
     values = np.append(system.parameter_vector(), 0.0)  # class -1 -> 0
     np.testing.assert_array_equal(values[cls], bonds)
+
+
+def test_chirality_reversals_count_helix_domain_walls():
+    """A helix turning one way has none; one whose sense flips at site 10 has exactly one (the
+    wall), whatever O(3) element acts on it (a reflection flips both senses, not their
+    product); a planar zig-zag (angle ±q alternating) has one per site; numpy and torch agree."""
+    from scipy.stats import special_ortho_group
+
+    q = np.deg2rad(50.0)
+    steps = np.concatenate([np.full(10, q), np.full(12, -q)])  # turn angles, sense flips once
+    phi = {"helix": np.arange(23) * q, "wall": np.concatenate([[0.0], np.cumsum(steps)]),
+           "zigzag": q * (np.arange(23) % 2)}
+    expected = {"helix": 0, "wall": 1, "zigzag": 21}
+    for name, angles in phi.items():
+        spins = np.stack([np.cos(angles), np.sin(angles), 0.3 * np.ones_like(angles)], -1)
+        spins /= np.linalg.norm(spins, axis=-1, keepdims=True)
+        for k in range(10):
+            rot = special_ortho_group.rvs(3, random_state=k) * (-1) ** k
+            assert chirality_reversals(spins @ rot.T) == expected[name], (name, k)
+        assert int(chirality_reversals(torch.as_tensor(spins))) == expected[name]

@@ -211,7 +211,7 @@ def generate_and_compare(
     OUT.png) and the comparison `summary` (default OUT.json). Returns the summary dict (energy
     statistics, settings, timings in seconds).
     """
-    from spinscore.physics.hamiltonian import bond_couplings, energy
+    from spinscore.physics.hamiltonian import bond_couplings, chirality_reversals, energy
     from spinscore.report.diffusion_figures import energy_histogram_figure
     from spinscore.report.figures import save_figure
     from spinscore.sampling.remc import simulate_chain
@@ -256,6 +256,9 @@ def generate_and_compare(
         **energy_comparison(e_gen, e_ref),
         "energy_per_spin_generated": float(e_gen.mean() / len(types)),
         "energy_per_spin_reference": float(e_ref.mean() / len(types)),
+        # helix defects: domain walls between the senses of rotation (chirality_reversals)
+        "chirality_reversals_generated": float(chirality_reversals(spins).mean()),
+        "chirality_reversals_reference": float(chirality_reversals(ref.spins).mean()),
         "sample_seconds": sample_s, "remc_seconds": remc_s,
         "chains": str(out),
     }

@@ -73,6 +73,23 @@ def energy(spins, bonds):
     return total
 
 
+def chirality_reversals(spins):
+    """Reversals of the vector chirality k_i = S_i x S_{i+1} along each chain.
+
+    Counts the i with k_i . k_{i+1} < 0: zero for a helix that turns one way in one plane, one
+    per domain wall between the two senses of rotation (a frozen-in defect of a frustrated
+    chain; the energy cost of each is read off in `spinscore sample`'s comparison). Thermal
+    fluctuations also produce soft reversals where the helix plane tilts. Args: spins
+    (..., L, 3) unit vectors, no padding. Returns (...,) integer counts.
+    """
+    xp = array_namespace(spins)
+    a, b, c = spins[..., :-2, :], spins[..., 1:-1, :], spins[..., 2:, :]
+    # k_i . k_{i+1} = (a x b) . (b x c) = (a . b)(b . c) - (a . c)(b . b)
+    ab, bc = xp.sum(a * b, axis=-1), xp.sum(b * c, axis=-1)
+    ac, bb = xp.sum(a * c, axis=-1), xp.sum(b * b, axis=-1)
+    return xp.sum(xp.astype(ab * bc - ac * bb < 0, xp.int64), axis=-1)
+
+
 def tangent_force(spins, bonds):
     """Tangent force F_i = h_i - (h_i . S_i) S_i = -grad_{S_i} H projected on the tangent plane.
 
