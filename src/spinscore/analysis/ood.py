@@ -32,6 +32,7 @@ from spinscore.analysis.extract import network_force, snapshot_batches
 from spinscore.analysis.inversion import design_matrix
 from spinscore.errors import SpinscoreError
 from spinscore.io import Dataset
+from spinscore.model.score_model import pairwise_field
 from spinscore.physics.hamiltonian import bond_classes
 
 
@@ -90,9 +91,8 @@ def configurational_temperature(model, ds: Dataset, t_eval: float = 1e-4,
         ty = torch.as_tensor(ds.types[seq, :n], dtype=torch.int64)
         t = torch.full((len(seq),), float(t_eval))
         w = model.couplings(x.float(), ty, t).double()  # (B, N, N), zero on padding
-        h = w @ x  # (B, N, 3)
-        s = h - (h * x).sum(-1, keepdim=True) * x
-        theta[seq, snap] = ((s**2).sum((1, 2)) / (2 * (h * x).sum((1, 2)))).numpy()
+        s, div = pairwise_field(w, x)
+        theta[seq, snap] = ((s**2).sum((1, 2)) / -div).numpy()
     return theta
 
 

@@ -85,6 +85,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torchdiffeq import odeint
 from tqdm.auto import tqdm
 
+from spinscore.geometry.sphere import tangent_project
+from spinscore.model.score_model import pairwise_field
+
 __all__ = [
     "LikelihoodResult",
     "divergence_exact",
@@ -119,7 +122,7 @@ def tangent_frame(x: Tensor) -> Tensor:
     The frame jumps where that axis changes; traces over it do not depend on the frame.
     """
     axis = torch.nn.functional.one_hot(x.abs().argmin(dim=-1), 3).to(x.dtype)
-    e1 = axis - (axis * x).sum(-1, keepdim=True) * x
+    e1 = tangent_project(x, axis)
     e1 = e1 / torch.linalg.vector_norm(e1, dim=-1, keepdim=True)
     e2 = torch.linalg.cross(x, e1, dim=-1)
     return torch.stack([e1, e2], dim=-2)
@@ -209,8 +212,7 @@ def divergence_hutchinson(fn: Field, x: Tensor, valid: Tensor, noise: Tensor, *,
     tangent projections z = P(x) ε on the valid spins, E[z zᵀ] = P(x), so mean_p z·(J z) is an
     unbiased estimate of the tangent trace. Returns (estimate (B,), fn(x) (B, N, 3)).
     """
-    z = noise - (noise * x).sum(-1, keepdim=True) * x
-    z = z * valid[..., None].to(x.dtype)
+    z = tangent_project(x, noise) * valid[..., None].to(x.dtype)
     with _product_mode():
         out, jacobian_products = _linearize(fn, x, products)
         return (z * jacobian_products(z)).sum(dim=(2, 3)).mean(0), out
@@ -423,17 +425,17 @@ def explicit_divergence(model: nn.Module, x: Tensor, types: Tensor, t: float | T
     """(dx/du (B, N, 3), the explicit part of d(∫div)/du (B,)) at unit spins x, one forward pass.
 
     For a model with couplings W (score_i = P_i Σ_j W_ij x_j, W symmetric, zero diagonal), the
-    velocity is −½ t P_i (W x)_i and the explicit part, its divergence with W held fixed, is
-    t Σ_ij W_ij x_i·x_j (module docstring); other models: velocity_field and zero.
+    velocity is −½ t P_i (W x)_i and the explicit part, its divergence with W held fixed
+    (`pairwise_field`), is t Σ_ij W_ij x_i·x_j (module docstring); other models:
+    velocity_field and zero.
     """
     if not hasattr(model, "couplings"):
         return velocity_field(model, types, t, x.dtype)(x), x.new_zeros(x.shape[0])
     t_batch = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
     model_dtype = _model_dtype(model, x.dtype)
     w = model.couplings(x.to(model_dtype), types, t_batch.to(model_dtype)).to(x.dtype)
-    h = w @ x  # (B, N, 3)
-    velocity = (-0.5 * t_batch)[:, None, None] * (h - (h * x).sum(-1, keepdim=True) * x)
-    return velocity, t_batch * (h * x).sum(dim=(1, 2))
+    score, div = pairwise_field(w, x)
+    return (-0.5 * t_batch)[:, None, None] * score, -0.5 * t_batch * div
 
 
 def _trajectory(model: nn.Module, x0: Tensor, types: Tensor, u_grid, *, rtol: float,

@@ -1,5 +1,5 @@
 """The O(3)-equivariant score network."""
 
-from spinscore.model.score_model import ScoreModel, count_parameters
+from spinscore.model.score_model import ScoreModel, count_parameters, pairwise_field
 
-__all__ = ["ScoreModel", "count_parameters"]
+__all__ = ["ScoreModel", "count_parameters", "pairwise_field"]
