@@ -187,19 +187,13 @@ def run_partition(checkpoint: str | Path, data: str | Path, sequence_index: int,
     """`partition_analysis` for test sequence `sequence_index` of `data`, checked against the
     checkpoint (types, interaction range, max_length); writes OUT_DIR/partition.png and
     OUT_DIR/partition.json. Returns the summary (without the per-configuration points)."""
-    from spinscore.io import atomic_write_bytes, read_dataset
+    from spinscore.io import atomic_write_bytes
     from spinscore.report.figures import save_figure
-    from spinscore.training.checkpoint import check_compatible, load_model
+    from spinscore.training.checkpoint import load_model_for_sequence
 
-    model, config, meta = load_model(checkpoint)
-    ds = read_dataset(data, fields=("types", "length"))
-    check_compatible(meta, ds.config.system.types, ds.config.system.max_range, str(data))
+    model, config, meta, ds, types = load_model_for_sequence(checkpoint, data, sequence_index)
     if ds.config.system.coupling_table().tolist() != config.system.coupling_table().tolist():
         raise SpinscoreError(f"{data}: couplings differ from those the checkpoint was trained on")
-    if not 0 <= sequence_index < len(ds.length):
-        raise SpinscoreError(f"{data}: --sequence-index {sequence_index} out of range (the file "
-                             f"holds {len(ds.length)} sequences)")
-    types = ds.types[sequence_index, : ds.length[sequence_index]]
     if len(types) > meta["max_length"]:
         raise SpinscoreError(f"{data}: sequence {sequence_index} has {len(types)} sites, above "
                              f"the checkpoint's max_length {meta['max_length']}")

@@ -274,16 +274,9 @@ def run_generation(checkpoint: str | Path, data: str | Path, sequence_index: int
                    progress: bool = False) -> dict:
     """`generate_and_compare` for test sequence `sequence_index` of the data set `data`: writes
     OUT_DIR/generated.h5, generate.png and generate.json; returns the summary dict."""
-    from spinscore.io import read_dataset
-    from spinscore.training.checkpoint import check_compatible, load_model
+    from spinscore.training.checkpoint import load_model_for_sequence
 
-    model, config, meta = load_model(checkpoint)
-    ds = read_dataset(data, fields=("types", "length"))
-    check_compatible(meta, ds.config.system.types, ds.config.system.max_range, str(data))
-    if not 0 <= sequence_index < len(ds.length):
-        raise SpinscoreError(f"{data}: sequence index {sequence_index} out of range "
-                             f"(the file holds {len(ds.length)} sequences)")
-    types = ds.types[sequence_index, : ds.length[sequence_index]]
+    model, config, meta, _, types = load_model_for_sequence(checkpoint, data, sequence_index)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return generate_and_compare(model, config, meta, types, n, out / "generated.h5",

@@ -82,3 +82,21 @@ def check_compatible(meta: dict[str, Any], types: tuple[str, ...], max_range: in
     if meta["max_range"] != max_range:
         raise SpinscoreError(f"{what}: interaction range {max_range} does not match the "
                              f"checkpoint's {meta['max_range']}")
+
+
+def load_model_for_sequence(checkpoint: str | Path, data: str | Path, sequence_index: int):
+    """The model of `checkpoint` and one sequence of the data set `data`, checked to fit.
+
+    Refuses (SpinscoreError naming the file) a data set of other site types or interaction
+    range than the checkpoint's, and an index outside the file. Returns (model, config, meta,
+    dataset (types and lengths only), types (L,) of sequence `sequence_index`).
+    """
+    from spinscore.io import read_dataset
+
+    model, config, meta = load_model(checkpoint)
+    ds = read_dataset(data, fields=("types", "length"))
+    check_compatible(meta, ds.config.system.types, ds.config.system.max_range, str(data))
+    if not 0 <= sequence_index < len(ds.length):
+        raise SpinscoreError(f"{data}: sequence index {sequence_index} out of range (the file "
+                             f"holds {len(ds.length)} sequences)")
+    return model, config, meta, ds, ds.types[sequence_index, : ds.length[sequence_index]]
