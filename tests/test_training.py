@@ -30,7 +30,7 @@ def tiny_config(tmp_path, **train_kw):
 
 
 def weights(run_dir):
-    return torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)
 
 
 def test_resume_gives_the_same_weights(tmp_path, small_dataset):

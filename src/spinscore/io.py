@@ -108,7 +108,7 @@ class ChunkStore:
     def load(self, chunk: range) -> dict[str, np.ndarray]:
         path = self.path(chunk)
         try:
-            with np.load(path) as z:
+            with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         except Exception as exc:  # noqa: BLE001 - any unreadable chunk is reported the same way
             raise DataError(f"{path}: unreadable chunk file ({exc}); delete it to recompute") from None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,11 @@ from spinscore.config import ModelConfig, RunConfig, parse_config
 from spinscore.errors import SpinscoreError
 from spinscore.io import atomic_write_bytes
 from spinscore.model import ScoreModel
+from spinscore.model.published import (
+    PUBLISHED_RUN_CONFIG,
+    is_published_state_dict,
+    published_from_state_dict,
+)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -23,15 +30,40 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint dict (on the CPU); clear errors for missing or unreadable files."""
+def read_checkpoint_file(path: str | Path) -> Any:
+    """Unpickle a checkpoint safely (on the CPU): `torch.load(weights_only=True)` accepts only
+    tensors, numbers, strings, lists, tuples and dicts, so a crafted file cannot run code.
+    Raises SpinscoreError (one line naming the file) for a missing, truncated, foreign or
+    unsafe file."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise SpinscoreError(f"{path}: no such checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"(Unsupported global: GLOBAL [\w.]+|Unsupported operand \d+)", str(exc))
+        why = found.group(1) if found else str(exc).splitlines()[0]
+        raise SpinscoreError(
+            f"{path}: refused: not a weights-only checkpoint (it holds Python objects that "
+            f"would run code when opened: {why}); spinscore opens only tensors and plain data"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise SpinscoreError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise SpinscoreError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
+                             f"{first})") from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A spinscore training checkpoint (dict with model, ema, config, meta, step), read safely;
+    clear errors for missing, unreadable, unsafe or foreign files."""
+    state = read_checkpoint_file(path)
+    if is_published_state_dict(state):
+        raise SpinscoreError(f"{path}: a published Mini-AF3 state dict (weights only), not a "
+                             "spinscore training run; it can be read (extract, ood, partition, "
+                             "sample) but not resumed")
+    if not isinstance(state, dict):
+        raise SpinscoreError(f"{path}: not a spinscore checkpoint (holds a "
+                             f"{type(state).__name__}, expected a dict)")
     for key in ("model", "ema", "config", "meta", "step"):
         if key not in state:
             raise SpinscoreError(f"{path}: not a spinscore checkpoint (field '{key}' missing)")
@@ -56,12 +88,23 @@ def build_model(model_cfg: ModelConfig, meta: dict[str, Any]) -> ScoreModel:
                       output_scale=meta["output_scale"])
 
 
-def load_model(path: str | Path, ema: bool = True) -> tuple[ScoreModel, RunConfig, dict]:
+def load_model(path: str | Path, ema: bool = True) -> tuple[torch.nn.Module, RunConfig, dict]:
     """The trained network of a checkpoint (EMA weights by default), in eval mode, float32.
 
-    Returns (model, config, meta); meta has `types`, `max_range`, `max_length`, `beta`,
-    `output_scale` of the data it was trained on.
+    Reads spinscore checkpoints and the authors' published Mini-AF3 state dicts (detected by
+    their key names; their system is the paper's). Returns (model, config, meta); meta has
+    `types`, `max_range`, `max_length`, `beta`, `output_scale` of the data it was trained on,
+    `format` ("spinscore" or "published") and `trained_t` ([low, high] of the training times).
     """
+    state = read_checkpoint_file(path)
+    if is_published_state_dict(state):
+        try:
+            model = published_from_state_dict(state)
+        except RuntimeError as exc:
+            raise SpinscoreError(f"{path}: published-format weights of unexpected shapes: "
+                                 f"{str(exc).splitlines()[0]}") from None
+        config = parse_config(PUBLISHED_RUN_CONFIG, "published Mini-AF3 config")
+        return model, config, _meta(config, model.max_length, "published")
     state = load_checkpoint(path)
     config = checkpoint_config(state, path)
     model = build_model(config.model, state["meta"])
@@ -70,7 +113,26 @@ def load_model(path: str | Path, ema: bool = True) -> tuple[ScoreModel, RunConfi
         model.load_state_dict(weights)
     except RuntimeError as exc:
         raise SpinscoreError(f"{path}: weights do not fit the stored model config: {exc}") from None
-    return model.eval(), config, state["meta"]
+    meta = {**_meta(config, state["meta"]["max_length"], "spinscore"), **state["meta"]}
+    return model.eval(), config, meta
+
+
+def _meta(config: RunConfig, max_length: int, fmt: str) -> dict[str, Any]:
+    system, diffusion = config.system, config.diffusion
+    return {"types": list(system.types), "max_range": system.max_range, "max_length": max_length,
+            "beta": system.beta, "output_scale": system.beta, "format": fmt,
+            "trained_t": [min(c.low for c in diffusion.t_sampling),
+                          max(c.high for c in diffusion.t_sampling)]}
+
+
+def time_range_warning(meta: dict[str, Any], times, what: str) -> str | None:
+    """One line when a readout time lies outside the times the model was trained on."""
+    low, high = meta["trained_t"]
+    outside = [t for t in times if not low * (1 - 1e-9) <= t <= high * (1 + 1e-9)]
+    if not outside:
+        return None
+    return (f"warning: {what}: t = {', '.join(f'{t:g}' for t in outside)} outside the "
+            f"training times [{low:g}, {high:g}] of the model; the network extrapolates there")
 
 
 def check_compatible(meta: dict[str, Any], types: tuple[str, ...], max_range: int,
