@@ -76,20 +76,55 @@ def simulate(config_path, overrides, out, threads, scheduler, overwrite, quiet):
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False), default=None,
               help="Directory for the data-set figure (PNG) and summary (JSON).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def inspect(path, plots_dir, as_json):
-    """Summarise a data set (sizes, couplings, T, swap rates, energy per spin)."""
+@click.option("--mixing", is_flag=True,
+              help="Also audit REMC mixing: aligned overlap q of snapshots k thinning intervals "
+                   "apart against independent re-runs of the same sequences. Printed; with "
+                   "--plots also written as mixing.png and mixing.json.")
+@click.option("--mixing-sequences", type=int, default=200, show_default=True,
+              help="Sequences re-simulated for the --mixing baseline (REMC cost).")
+@click.option("--threads", type=int, default=None,
+              help="Threads for the --mixing re-simulation (default: all cores).")
+def inspect(path, plots_dir, as_json, mixing, mixing_sequences, threads):
+    """Summarise a data set (sizes, couplings, T, swap rates, energy per spin); with --mixing,
+    audit how well its REMC snapshots are decorrelated (SPEC §8b)."""
+    import os
+
     from spinscore.io import read_dataset
     from spinscore.sampling.diagnostics import dataset_summary, format_summary
 
+    if mixing_sequences < 1:
+        raise SpinscoreError(f"--mixing-sequences: expected a positive integer, got "
+                             f"{mixing_sequences}")
+    if threads is not None and threads < 1:
+        raise SpinscoreError(f"--threads: expected a positive number, got {threads}")
     ds = read_dataset(path)
     summary = dataset_summary(ds)
-    click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
+    mix = None
+    if mixing:
+        from spinscore.analysis.mixing import mixing_audit
+
+        mix = mixing_audit(ds, max_sequences=mixing_sequences,
+                           threads=threads or os.cpu_count() or 1, progress=sys.stderr.isatty())
+    if as_json:
+        click.echo(json.dumps(summary if mix is None else {**summary, "mixing": mix}, indent=2))
+    else:
+        click.echo(format_summary(summary))
+        if mix is not None:
+            from spinscore.analysis.mixing import format_mixing
+
+            click.echo(format_mixing(mix))
     if plots_dir:
         out = Path(plots_dir)
         out.mkdir(parents=True, exist_ok=True)
         _dataset_plots(ds, out)
         (out / "dataset_summary.json").write_text(json.dumps(summary, indent=2))
         click.echo(f"wrote {out / 'dataset.png'} and {out / 'dataset_summary.json'}")
+        if mix is not None:
+            from spinscore.report.figures import mixing_figure, save_figure
+
+            save_figure(mixing_figure(mix), out / "mixing.png")
+            (out / "mixing.json").write_text(json.dumps({"file": str(ds.path), **mix}, indent=2))
+            click.echo(f"wrote {out / 'mixing.png'} and {out / 'mixing.json'}")
 
 
 def _dataset_plots(ds, out: Path) -> None:
