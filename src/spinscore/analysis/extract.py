@@ -14,13 +14,11 @@ import torch
 from tqdm.auto import tqdm
 
 from spinscore.analysis.inversion import NormalEquations, coupling_metrics, design_matrix
+from spinscore.analysis.paper_values import PUBLISHED_METRICS, PUBLISHED_RATIOS
+from spinscore.analysis.readout import DirectWStats, extrapolated_readout, identifiability
+from spinscore.geometry.sphere import tangent_project
 from spinscore.io import Dataset
 from spinscore.physics.hamiltonian import bond_classes, bond_couplings, tangent_force
-
-# The published model's ratio table (Xi & Chen 2026, Table 1; SPEC §8), paper system only.
-PUBLISHED_RATIOS = {"J1_AA": 1.0, "J1_BB": 0.621, "J1_AB": 0.876, "J2_AA": -0.464,
-                    "J2_BB": -0.293, "J2_AB": -0.378}
-PUBLISHED_METRICS = {"cosine": 0.9974, "r2": 0.8698, "worst_ratio_error": 0.12}
 
 
 def snapshot_batches(ds: Dataset, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -165,6 +163,74 @@ def quick_network_extraction(model, ds: Dataset, t_eval: float, batch_size: int 
                      t_eval=t_eval)
 
 
+@torch.no_grad()
+def network_readout(model, ds: Dataset, times: list[float], t_direct: float | None = None,
+                    batch_size: int = 128, progress: bool = True
+                    ) -> tuple[list[NormalEquations], DirectWStats | None]:
+    """One pass over the test snapshots: the normal equations of the network's score at each
+    of `times`, and the direct-W statistics of its couplings at `t_direct` (one of `times`)."""
+    system = ds.config.system
+    n_params = len(system.parameter_names())
+    eqs = [NormalEquations.zeros(ds.n_sequences, n_params) for _ in times]
+    direct = None if t_direct is None else DirectWStats.zeros(
+        system.parameter_vector(), ds.n_sequences, system.max_range, ds.spins.shape[2])
+    total = ds.n_sequences * ds.n_snapshots
+    with tqdm(total=total, unit="snapshot", desc="extract", disable=not progress) as bar:
+        for seq, snap in snapshot_batches(ds, batch_size):
+            n = int(ds.length[seq].max())
+            spins = ds.spins[seq, snap, :n].astype(np.float64)
+            types = ds.types[seq, :n].astype(np.int64)
+            classes = bond_classes(types, system.n_types, system.max_range)
+            x = design_matrix(spins, classes, n_params)
+            xs, ty = torch.as_tensor(spins, dtype=torch.float32), torch.as_tensor(types)
+            for k, t in enumerate(times):
+                w = model.couplings(xs, ty, torch.full((len(seq),), float(t)))
+                y = tangent_project(xs, w @ xs).double().numpy()
+                eqs[k].add(seq, x, y, types >= 0)
+                if t == t_direct:
+                    direct.add(seq, w.double().numpy(), classes, types >= 0)
+            bar.update(len(seq))
+    return eqs, direct
+
+
+def summarise_extrapolated(eqs: list[NormalEquations], times: list[float], ds: Dataset,
+                           n_boot: int = 200, seed: int = 0) -> dict:
+    """`describe` the OLS readouts at `times` extrapolated to t = 0 (`readout`), with
+    bootstrap 95% intervals and standard errors over sequences."""
+    truth = ds.config.system.parameter_vector()
+    c0, kappa, r2 = extrapolated_readout(eqs, times)
+    result = describe(c0, r2, ds, "network extrapolated to t = 0", 1.0, eqs[0].total("xtx"))
+    result.update(times=list(times), kappa=kappa.tolist())
+    rng = np.random.default_rng(seed)
+    keys = ("estimate", "ratio_estimate", "cosine", "scale", "worst_ratio_error", "r2")
+    boots: dict[str, list] = {k: [] for k in keys}
+    for _ in range(n_boot):
+        w = np.bincount(rng.integers(0, ds.n_sequences, ds.n_sequences),
+                        minlength=ds.n_sequences).astype(float)
+        b_c0, _, b_r2 = extrapolated_readout(eqs, times, w)
+        m = {"estimate": b_c0.tolist(), "r2": b_r2, **coupling_metrics(b_c0, truth)}
+        for k in keys:
+            boots[k].append(m[k])
+    if n_boot:
+        result["bootstrap_ci95"] = {k: np.percentile(np.asarray(v), [2.5, 97.5], axis=0).tolist()
+                                    for k, v in boots.items()}
+        result["bootstrap_se"] = {k: np.std(np.asarray(v), axis=0).tolist()
+                                  for k, v in boots.items()}
+        result["bootstrap_samples"] = n_boot
+    return result
+
+
+def readout_by_time(eqs: list[NormalEquations], times: list[float], ds: Dataset) -> list[dict]:
+    """The single-t OLS readout at each time (no bootstrap): how the estimate moves with t."""
+    rows = []
+    for e, t in zip(eqs, times, strict=True):
+        est, r2 = e.solve()
+        d = describe(est, r2, ds, "network", 1.0, e.total("xtx"))
+        rows.append({"t": t, **{k: d[k] for k in ("estimate", "ratio_estimate", "cosine", "r2",
+                                                   "worst_ratio_error", "scale_over_beta")}})
+    return rows
+
+
 def write_json(path: Path, result: dict) -> None:
     import json
 
@@ -202,13 +268,23 @@ def interaction_profile(model, ds: Dataset, t_eval: float, max_distance: int = 1
             "snapshots": seen}
 
 
+def default_readout_times(t_low: float) -> list[float]:
+    """Readout times for the extrapolation: the smallest trained time and three doublings."""
+    return [t_low * 2.0**k for k in range(4)]
+
+
 def run_extraction(data: str | Path, out: str | Path, method: str = "network",
                    checkpoint: str | Path | None = None, t_eval: float = 1e-4,
                    n_boot: int = 200, batch_size: int = 128, per_config: bool = False,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, t_extrapolate: list[float] | None = None) -> dict:
     """`spinscore extract`: write extraction.json (and for the network the interaction
     profile, PNG + JSON, and with `per_config` the OOD flag of every snapshot,
-    per_config.json) to `out`; return the result."""
+    per_config.json) to `out`; return the result.
+
+    The network is read at `t_eval` (OLS and direct-W) and at each of `t_extrapolate`
+    (default: `default_readout_times` of the checkpoint's smallest training time; [] for
+    none), whose OLS estimates are extrapolated to t = 0 (`result["extrapolated"]`).
+    `result["warnings"]` lists readout times outside the model's training range."""
     from spinscore.analysis import baselines
     from spinscore.errors import SpinscoreError
     from spinscore.io import read_dataset
@@ -217,17 +293,29 @@ def run_extraction(data: str | Path, out: str | Path, method: str = "network",
     out = Path(out)
     system = ds.config.system
     beta = system.beta
+    profile, eqs = None, None
     if method == "network":
         if checkpoint is None:
             raise SpinscoreError("--method network needs --checkpoint")
-        from spinscore.training.checkpoint import check_compatible, load_model
+        from spinscore.training.checkpoint import check_compatible, load_model, time_range_warning
 
         model, _, meta = load_model(checkpoint)
         check_compatible(meta, system.types, system.max_range, str(data))
-        eqs = accumulate(ds, lambda s, ty, seq: network_force(model, s, ty, t_eval),
-                         batch_size, progress)
-        result = summarise(eqs, ds, "network", n_boot, t_eval=t_eval,
-                           checkpoint=str(checkpoint))
+        extra = default_readout_times(meta["trained_t"][0]) if t_extrapolate is None \
+            else sorted(t_extrapolate)
+        times = sorted({t_eval, *extra})
+        all_eqs, direct = network_readout(model, ds, times, t_eval, batch_size, progress)
+        eqs = all_eqs[times.index(t_eval)]
+        result = summarise(eqs, ds, "network", n_boot, t_eval=t_eval, checkpoint=str(checkpoint),
+                           checkpoint_format=meta["format"], trained_t=meta["trained_t"])
+        result["direct_w"] = {"t_eval": t_eval, **direct.metrics(beta)}
+        result["readout_by_t"] = readout_by_time(all_eqs, times, ds)
+        if len(extra) >= 2:
+            picked = [all_eqs[times.index(t)] for t in extra]
+            result["extrapolated"] = summarise_extrapolated(picked, extra, ds, n_boot)
+        warnings = [time_range_warning(meta, [t_eval], "--t-eval"),
+                    time_range_warning(meta, extra, "--t-extrapolate")]
+        result["warnings"] = [w for w in warnings if w]
         profile = interaction_profile(model, ds, t_eval)
         if per_config:
             from spinscore.analysis.ood import explained_variance
@@ -241,18 +329,20 @@ def run_extraction(data: str | Path, out: str | Path, method: str = "network",
                 "explained_variance": ev.tolist()})  # (n_seq, n_snap)
     elif method == "oracle":
         eqs = accumulate(ds, oracle_force(ds), batch_size, progress)
-        result, profile = summarise(eqs, ds, "oracle", n_boot), None
+        result = summarise(eqs, ds, "oracle", n_boot)
     elif method == "score-matching":
         _, eqs = baselines.score_matching(ds, batch_size, progress)
         result = summarise(eqs, ds, "score-matching", n_boot, unit=beta, with_r2=False)
-        profile = None
     elif method == "pseudolikelihood":
         theta, info = baselines.pseudo_likelihood(ds, batch_size, progress)
-        result = describe(theta / beta, None, ds, "pseudolikelihood", beta, info.pop("xtx"))
+        xtx = info.pop("xtx")
+        result = describe(theta / beta, None, ds, "pseudolikelihood", beta, xtx)
         result["optimiser"] = info
-        profile = None
     else:
         raise SpinscoreError(f"--method: unknown method {method!r}")
+    if eqs is not None:
+        result["identifiability"] = identifiability(eqs.total("xtx"), system.parameter_vector(),
+                                                    ds.n_sequences * ds.n_snapshots)
     result["data"] = str(data)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "extraction.json", result)

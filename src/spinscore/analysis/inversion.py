@@ -72,15 +72,24 @@ class NormalEquations:
         """Least-squares coefficients c (P,) and R^2 = 1 - SS_res / SS_tot (SS_tot about the
         mean of Y's components) over the sequences, each counted `weights` times (bootstrap).
         """
-        w = np.ones(len(self.count)) if weights is None else weights
-        xtx = np.tensordot(w, self.xtx, 1)
-        xty = np.tensordot(w, self.xty, 1)
-        yty, n = float(w @ self.yty), float(w @ self.count)
-        c = np.linalg.lstsq(xtx, xty, rcond=None)[0]
-        ss_res = yty - 2 * c @ xty + c @ xtx @ c
-        mean = np.tensordot(w, self.ysum, 1) / (n / 3)  # per component
-        ss_tot = yty - (n / 3) * float(mean @ mean)
+        c = np.linalg.lstsq(self.total("xtx", weights), self.total("xty", weights),
+                            rcond=None)[0]
+        ss_res, ss_tot = self.sums_of_squares(c, weights)
         return c, (1.0 - ss_res / ss_tot) if ss_tot > 0 else float("nan")
+
+    def total(self, field: str, weights: np.ndarray | None = None) -> np.ndarray:
+        """One statistic summed over the sequences, each counted `weights` times."""
+        w = np.ones(len(self.count)) if weights is None else weights
+        return np.tensordot(w, getattr(self, field), 1)
+
+    def sums_of_squares(self, c: np.ndarray, weights: np.ndarray | None = None
+                        ) -> tuple[float, float]:
+        """(SS_res of the prediction X c, SS_tot of Y about its per-component mean)."""
+        xtx, xty = self.total("xtx", weights), self.total("xty", weights)
+        yty, n = float(self.total("yty", weights)), float(self.total("count", weights))
+        ss_res = yty - 2 * c @ xty + c @ xtx @ c
+        mean = self.total("ysum", weights) / (n / 3)  # per component
+        return float(ss_res), float(yty - (n / 3) * float(mean @ mean))
 
 
 def coupling_metrics(estimate: np.ndarray, truth: np.ndarray) -> dict:

@@ -10,7 +10,7 @@ import os
 import platform
 from pathlib import Path
 
-from spinscore.analysis.extract import PUBLISHED_METRICS, PUBLISHED_RATIOS
+from spinscore.analysis.paper_values import PUBLISHED_METRICS, PUBLISHED_RATIOS
 
 # The quick preset's targets (reproduction issue): name -> (metrics.json path, test, bound)
 TARGETS = {

@@ -1,0 +1,126 @@
+"""Direct-W readout, identifiability audit and extrapolation to t = 0, against exact values."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import assert_clean_error, run
+from spinscore.analysis.extract import network_readout
+from spinscore.analysis.inversion import design_matrix
+from spinscore.analysis.readout import extrapolate_to_zero, extrapolated_readout, identifiability
+from spinscore.io import read_dataset
+from spinscore.physics.hamiltonian import bond_classes
+
+
+class AttenuatedCouplings(torch.nn.Module):
+    """W_{i,i+r}(t) = beta J_c / (1 + kappa_c t) for the class c of the bond: a field that
+    follows the heat-kernel attenuation law exactly (kappa = 0: the oracle beta J)."""
+
+    def __init__(self, system, kappa):
+        super().__init__()
+        self.system, self.beta = system, system.beta
+        self.truth = np.asarray(system.parameter_vector())
+        self.kappa = np.asarray(kappa, float)
+
+    def couplings(self, spins, types, t):
+        b, n, _ = spins.shape
+        cls = bond_classes(types.numpy(), self.system.n_types, self.system.max_range)
+        w = np.zeros((b, n, n))
+        tt = t.double().numpy()[:, None]
+        for r in range(1, min(cls.shape[1], n - 1) + 1):
+            c = cls[:, r - 1, : n - r]
+            val = np.where(c >= 0, self.beta * self.truth[c] / (1 + self.kappa[c] * tt), 0.0)
+            idx = np.arange(n - r)
+            w[:, idx, idx + r] = w[:, idx + r, idx] = val
+        return torch.as_tensor(w, dtype=spins.dtype)
+
+
+def test_direct_w_of_the_oracle_is_exact(small_dataset):
+    ds = read_dataset(small_dataset)
+    oracle = AttenuatedCouplings(ds.config.system, np.zeros(6))
+    _, direct = network_readout(oracle, ds, [1e-3], t_direct=1e-3, progress=False)
+    m = direct.metrics(ds.config.system.beta)
+    assert m["pearson"] == pytest.approx(1.0, abs=1e-6)  # float32 spins in the pass
+    assert m["a_star_over_beta"] == pytest.approx(1.0, abs=1e-6)
+    for key in ("class_ratio_relative_rms", "pointwise_relative_rmse",
+                "configuration_relative_rms"):
+        assert m[key] < 1e-6, key
+    assert m["support_share"] == pytest.approx(1.0, abs=1e-12)
+    # each bond of each snapshot is one observation
+    lengths = ds.length.astype(int)
+    assert m["n_observations"] == ds.n_snapshots * int(np.sum(2 * lengths - 3))
+
+
+def test_direct_w_metrics_of_a_known_distortion(small_dataset):
+    """W = a beta J with class c scaled by (1 + d_c): a* = a beta mean(1 + d_c), and the class
+    ratio RMS is the RMS of (1 + d_c) / mean - 1 (computed independently here)."""
+    ds = read_dataset(small_dataset)
+    system = ds.config.system
+    d = np.array([0.0, 0.1, -0.05, 0.2, 0.0, -0.1])
+    model = AttenuatedCouplings(system, np.zeros(6))
+    model.truth = model.truth * 0.7 * (1 + d)
+    _, direct = network_readout(model, ds, [1e-3], t_direct=1e-3, progress=False)
+    m = direct.metrics(system.beta)
+    assert m["a_star_over_beta"] == pytest.approx(0.7 * np.mean(1 + d), rel=1e-6)
+    expected = np.sqrt(np.mean(((1 + d) / np.mean(1 + d) - 1) ** 2))
+    assert m["class_ratio_relative_rms"] == pytest.approx(expected, rel=1e-5)
+    assert m["configuration_relative_rms"] < 1e-6  # W does not depend on the snapshot
+
+
+@pytest.mark.parametrize("kappa", [np.zeros(6), np.array([35.0, 30.0, 34.0, 35.0, 29.0, 33.0])])
+def test_extrapolation_is_exact_for_the_attenuation_law(small_dataset, kappa):
+    ds = read_dataset(small_dataset)
+    system = ds.config.system
+    model = AttenuatedCouplings(system, kappa)
+    times = [1e-3, 2e-3, 4e-3, 8e-3]
+    eqs, _ = network_readout(model, ds, times, progress=False)
+    c0, k_fit, r2 = extrapolated_readout(eqs, times)
+    np.testing.assert_allclose(c0, system.beta * system.parameter_vector(), rtol=2e-6)
+    np.testing.assert_allclose(k_fit, kappa, atol=2e-3)
+    assert r2 == pytest.approx(1.0, abs=1e-9)
+
+
+def test_extrapolation_of_a_law_it_does_not_model_is_not_exact():
+    """c(t) = c0 exp(-kappa t) is not c0 / (1 + kappa t): the extrapolation misses c0 by the
+    second-order term (so the exact recoveries above are not automatic)."""
+    times = np.array([1e-3, 2e-3, 4e-3, 8e-3])
+    est = 20.0 * np.exp(-60.0 * times)[:, None]
+    c0, _ = extrapolate_to_zero(times, est)
+    assert abs(c0[0] - 20.0) > 1e-3
+
+
+def test_identifiability_matches_the_singular_values_of_the_design(small_dataset):
+    ds = read_dataset(small_dataset)
+    system = ds.config.system
+    spins = ds.spins.astype(float)  # (S, K, L, 3)
+    rows = []
+    for s in range(ds.n_sequences):
+        n = int(ds.length[s])
+        types = ds.types[s, :n]
+        x = design_matrix(spins[s, :, :n], bond_classes(types, 2, 2), 6)  # (K, n, 3, 6)
+        rows.append(x.reshape(-1, 6))
+    x = np.concatenate(rows)
+    sv, vt = np.linalg.svd(x, full_matrices=False)[1:]
+    audit = identifiability(x.T @ x, system.parameter_vector(), ds.n_sequences * ds.n_snapshots)
+    assert audit["gram"]["condition_number"] == pytest.approx(sv[0] / sv[-1], rel=1e-8)
+    weakest = vt[-1] / vt[-1, 0]
+    np.testing.assert_allclose(audit["gram"]["weakest"], weakest, rtol=1e-6, atol=1e-9)
+    xn = x / np.linalg.norm(x, axis=0)
+    svn = np.linalg.svd(xn, compute_uv=False)
+    assert audit["column_normalised"]["condition_number"] == pytest.approx(svn[0] / svn[-1],
+                                                                           rel=1e-8)
+
+
+def test_readout_outside_the_training_times_warns(tmp_path, small_dataset):
+    from pathlib import Path
+
+    published = Path(__file__).parent / "data" / "mini_af3_epoch_20.pt"
+    code, out = run(["extract", "--data", str(small_dataset), "--checkpoint", str(published),
+                     "--out", str(tmp_path / "x"), "--t-eval", "2.0", "--bootstrap", "0",
+                     "--t-extrapolate", "none", "--quiet"])
+    assert code == 0, out
+    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "t = 2 outside the training times [0.0001, 1]" in warnings[0]
+    code, out = run(["extract", "--data", str(small_dataset), "--checkpoint", str(published),
+                     "--out", str(tmp_path / "y"), "--t-extrapolate", "0.001", "--quiet"])
+    assert_clean_error(code, out, "--t-extrapolate", "at least two positive times")
