@@ -57,3 +57,48 @@ def test_derived_data_sets():
                                                      * config.system.couplings[1]["AA"])
     seeds = {c.simulation.seed for c in sets.values()}
     assert len(seeds) == len(sets)  # independent random streams
+
+
+TINY_PRESET = {
+    "simulation": {"sequences": 16, "snapshots": 3, "replicas": 4, "t_max": 1.0, "burn_in": 50,
+                   "thinning": 10, "swap_every": 5, "seed": 3, "chunk_size": 8},
+    "model": {"single_dim": 8, "pair_dim": 4, "blocks": 1, "heads": 2, "transition": 1,
+              "max_distance": 4},
+    "train": {"samples": 2048, "batch_size": 32, "lr": 0.01, "checkpoint_every": 20, "log_every": 4},
+    "reproduce": {"test_sequences": 6, "test_snapshots": 2, "ood_sequences": 4,
+                  "ood_snapshots": 2, "ood_length": [24, 30], "bootstrap": 5,
+                  "partition_per_temperature": 4, "generate": 4, "mixing_sequences": 4,
+                  "t_eval": 0.001},
+}
+
+
+@pytest.mark.slow
+def test_reproduce_end_to_end_on_a_tiny_preset(tmp_path):
+    """Every stage through the command line, then the same command again (all cached)."""
+    import copy
+
+    import yaml
+
+    from conftest import PAPER_SYSTEM, run
+
+    preset = tmp_path / "tiny.yaml"
+    system = {**copy.deepcopy(PAPER_SYSTEM), "length": [20, 24]}
+    preset.write_text(yaml.safe_dump({"system": system, **TINY_PRESET}, sort_keys=False))
+    out = tmp_path / "run"
+    code, text = run(["reproduce", "--preset", str(preset), "--out", str(out), "--quiet"])
+    assert code == 0, text
+    metrics = json.loads((out / "metrics.json").read_text())
+    for stage in ("train", "extract", "extract_published", "mixing", "ood", "generate",
+                  "partition"):
+        assert stage in metrics["stage_seconds"], stage
+    ex = metrics["extraction"]
+    assert ex["t_eval"] == 0.001 and ex["extrapolated"]["times"] == [0.001, 0.002, 0.004, 0.008]
+    assert metrics["published_measured"]["checkpoint_format"] == "published"
+    assert metrics["oracle"]["cosine"] == pytest.approx(1.0, abs=1e-12)
+    assert metrics["mixing"]["sequences"] == 16
+    page = (out / "report.html").read_text()
+    assert "Both versions of the paper" in page and "direct-W" in page
+    first = (out / "stages" / "train.json").read_text()
+    code, text = run(["reproduce", "--preset", str(preset), "--out", str(out), "--quiet"])
+    assert code == 0, text
+    assert (out / "stages" / "train.json").read_text() == first  # cached, not retrained

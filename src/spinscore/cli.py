@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from spinscore import __version__
+from spinscore import __version__, stages
 from spinscore.errors import SpinscoreError
 
 
@@ -101,10 +101,8 @@ def inspect(path, plots_dir, as_json, mixing, mixing_sequences, threads):
     summary = dataset_summary(ds)
     mix = None
     if mixing:
-        from spinscore.analysis.mixing import mixing_audit
-
-        mix = mixing_audit(ds, max_sequences=mixing_sequences,
-                           threads=threads or os.cpu_count() or 1, progress=sys.stderr.isatty())
+        mix = stages.mixing(ds, Path(plots_dir) if plots_dir else None, mixing_sequences,
+                            threads or os.cpu_count() or 1, progress=sys.stderr.isatty())
     if as_json:
         click.echo(json.dumps(summary if mix is None else {**summary, "mixing": mix}, indent=2))
     else:
@@ -115,30 +113,10 @@ def inspect(path, plots_dir, as_json, mixing, mixing_sequences, threads):
             click.echo(format_mixing(mix))
     if plots_dir:
         out = Path(plots_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        _dataset_plots(ds, out)
-        (out / "dataset_summary.json").write_text(json.dumps(summary, indent=2))
+        stages.inspect_dataset(ds, out)
         click.echo(f"wrote {out / 'dataset.png'} and {out / 'dataset_summary.json'}")
         if mix is not None:
-            from spinscore.report.figures import mixing_figure, save_figure
-
-            save_figure(mixing_figure(mix), out / "mixing.png")
-            (out / "mixing.json").write_text(json.dumps({"file": str(ds.path), **mix}, indent=2))
             click.echo(f"wrote {out / 'mixing.png'} and {out / 'mixing.json'}")
-
-
-def _dataset_plots(ds, out: Path) -> None:
-    import numpy as np
-
-    from spinscore.report.figures import dataset_figure, save_figure
-    from spinscore.sampling.diagnostics import bond_dots_by_class, tangent_force_magnitudes
-
-    rng = np.random.default_rng(0)
-    picks = rng.choice(ds.n_sequences, size=min(4, ds.n_sequences), replace=False)
-    conformations = [ds.spins[i, 0, : ds.length[i]].astype(float) for i in picks]
-    fig = dataset_figure(ds.length, bond_dots_by_class(ds), tangent_force_magnitudes(ds),
-                         conformations, title=f"{ds.path.name}: T = {ds.config.system.temperature}")
-    save_figure(fig, out / "dataset.png")
 
 
 @main.command()
@@ -178,21 +156,47 @@ def train(data_path, config_path, overrides, out, resume, overwrite, device, qui
               help="Bootstrap resamples over sequences for the confidence intervals.")
 @click.option("--per-config", is_flag=True,
               help="Also write the OOD flag of every snapshot (network only): per_config.json.")
+@click.option("--t-extrapolate", default="auto", show_default=True, metavar="T1,T2,...|auto|none",
+              help="Readout times extrapolated to t = 0 (network only); auto: the model's "
+                   "smallest training time and three doublings.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, quiet):
+def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, t_extrapolate,
+            quiet):
     """Recover the couplings from the network's force field (or a classical estimator)."""
     from spinscore.analysis.extract import ratio_table, run_extraction
+    from spinscore.report.tables import readout_summary
 
     if t_eval <= 0:
         raise SpinscoreError(f"--t-eval: expected a positive time, got {t_eval}")
     if per_config and method != "network":
         raise SpinscoreError("--per-config needs --method network")
     result = run_extraction(data_path, out, method, checkpoint, t_eval, bootstrap,
-                            per_config=per_config, progress=not quiet)
+                            per_config=per_config, progress=not quiet,
+                            t_extrapolate=_times(t_extrapolate, "--t-extrapolate"))
+    for warning in result.get("warnings", []):
+        click.echo(warning, err=True)
     click.echo(f"{method} extraction, {result['n_snapshots']} snapshots of "
                f"{result['n_sequences']} sequences")
     click.echo(ratio_table(result))
+    if method == "network":
+        click.echo(readout_summary(result))
     click.echo(f"wrote {Path(out) / 'extraction.json'}")
+
+
+def _times(text: str, option: str) -> list[float] | None:
+    """`auto` -> None, `none` -> [], else comma-separated positive times."""
+    if text == "auto":
+        return None
+    if text == "none":
+        return []
+    try:
+        times = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise SpinscoreError(f"{option}: expected comma-separated times, auto or none, "
+                             f"got {text!r}") from None
+    if len(times) < 2 or min(times) <= 0:
+        raise SpinscoreError(f"{option}: expected at least two positive times, got {text!r}")
+    return times
 
 
 @main.command()

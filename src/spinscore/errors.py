@@ -11,3 +11,8 @@ class ConfigError(SpinscoreError):
 
 class DataError(SpinscoreError):
     """A data file that is missing, corrupt, truncated or inconsistent; names file and field."""
+
+
+class AnalysisError(SpinscoreError):
+    """An analysis that this model or data set cannot support (for example a learned density
+    that does not decrease with the energy): a finding about the model, not a bad input."""

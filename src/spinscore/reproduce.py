@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -22,20 +23,35 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from spinscore import stages
 from spinscore.config import RunConfig, load_config
-from spinscore.errors import SpinscoreError
+from spinscore.errors import AnalysisError, SpinscoreError
+from spinscore.model.published import is_published_system
 
 PRESETS = {"quick": "quick.yaml", "paper": "paper.yaml"}
+PUBLISHED = Path("tests") / "data" / "mini_af3_epoch_20.pt"  # the authors' checkpoint
+PUBLISHED_T_EVAL = 1e-4  # where the paper reads its network
+
+
+def _repo_file(relative: Path) -> Path | None:
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (root / relative).exists():
+            return root / relative
+    return None
+
+
+def published_checkpoint() -> Path | None:
+    """The vendored published checkpoint, if this is a checkout that has it."""
+    return _repo_file(PUBLISHED)
 
 
 def preset_path(preset: str) -> Path:
     """The YAML file of a preset: configs/<preset>.yaml of the repository, or a path."""
     if preset in PRESETS:
-        for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-            path = root / "configs" / PRESETS[preset]
-            if path.exists():
-                return path
-        raise SpinscoreError(f"--preset {preset}: configs/{PRESETS[preset]} not found")
+        path = _repo_file(Path("configs") / PRESETS[preset])
+        if path is None:
+            raise SpinscoreError(f"--preset {preset}: configs/{PRESETS[preset]} not found")
+        return path
     path = Path(preset)
     if not path.exists():
         raise SpinscoreError(f"--preset: expected one of {sorted(PRESETS)} or a config file, "
@@ -127,7 +143,7 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
     pipe = Pipeline(run_dir, progress)
     datasets = data_configs(config)
     paths = {name: run_dir / f"simulate_{name}" / "data.h5" for name in datasets}
-    n_stages = len(datasets) + 7
+    n_stages = len(datasets) + 9
     inner = progress  # the stages' own bars sit below the overall one
 
     def key(*names: str) -> list[str]:
@@ -145,14 +161,9 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
                        simulate, bar)
 
         def inspect(stage_dir):
-            from spinscore.cli import _dataset_plots
             from spinscore.io import read_dataset
-            from spinscore.sampling.diagnostics import dataset_summary
 
-            ds = read_dataset(paths["train"])
-            summary = dataset_summary(ds)
-            (stage_dir / "dataset_summary.json").write_text(json.dumps(summary, indent=2))
-            _dataset_plots(ds, stage_dir)
+            summary = stages.inspect_dataset(read_dataset(paths["train"]), stage_dir)
             return {"energy_per_spin": summary.get("energy_per_spin")}
         pipe.stage("inspect", key("simulate_train"), inspect, bar)
 
@@ -172,11 +183,34 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
                 out = stage_dir / method
                 results[method] = run_extraction(
                     paths["test"], out, method, checkpoint if method == "network" else None,
-                    rc.t_eval, rc.bootstrap, per_config=method == "network", progress=inner)
-            return {m: {k: r[k] for k in ("cosine", "r2", "worst_ratio_error",
-                                          "scale_over_beta")} for m, r in results.items()}
+                    rc.t_eval, rc.bootstrap, per_config=method == "network", progress=inner,
+                    t_extrapolate=rc.t_extrapolate)
+            summary = {m: {k: r[k] for k in ("cosine", "r2", "worst_ratio_error",
+                                             "scale_over_beta")} for m, r in results.items()}
+            ext = results["network"].get("extrapolated")
+            if ext:
+                summary["network_extrapolated"] = {k: ext[k] for k in summary["network"]}
+            return summary
         pipe.stage("extract", key("train", "simulate_test") + [
-            f"t_eval={rc.t_eval} bootstrap={rc.bootstrap}"], extract, bar)
+            f"t_eval={rc.t_eval} bootstrap={rc.bootstrap} t_extrapolate={rc.t_extrapolate}"],
+            extract, bar)
+
+        published = published_checkpoint()
+        if published is not None and is_published_system(config.system):
+            def extract_published(stage_dir):
+                r = run_extraction(paths["test"], stage_dir, "network", published,
+                                   PUBLISHED_T_EVAL, rc.bootstrap, progress=inner)
+                return {k: r[k] for k in ("cosine", "r2", "worst_ratio_error", "scale_over_beta")}
+            pipe.stage("extract_published", key("simulate_test") + [
+                f"{published.stat().st_size} bootstrap={rc.bootstrap}"], extract_published, bar)
+
+        def mixing(stage_dir):
+            from spinscore.io import read_dataset
+
+            result = stages.mixing(read_dataset(paths["train"]), stage_dir, rc.mixing_sequences,
+                                   os.cpu_count() or 1, progress=inner)
+            return {"decorrelated": result["decorrelated"]}
+        pipe.stage("mixing", key("simulate_train") + [f"n={rc.mixing_sequences}"], mixing, bar)
 
         def ood(stage_dir):
             sets = {name.removeprefix("ood_"): paths[name] for name in datasets
@@ -199,10 +233,14 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
         def partition(stage_dir):
             from spinscore.analysis.partition import run_partition
 
-            return run_partition(checkpoint, paths["test"], rc.partition_sequence, stage_dir,
-                                 per_temperature=rc.partition_per_temperature,
-                                 rtol=rc.likelihood_tolerance, atol=rc.likelihood_tolerance,
-                                 progress=inner)
+            try:
+                return run_partition(checkpoint, paths["test"], rc.partition_sequence, stage_dir,
+                                     per_temperature=rc.partition_per_temperature,
+                                     rtol=rc.likelihood_tolerance, atol=rc.likelihood_tolerance,
+                                     progress=inner)
+            except AnalysisError as exc:  # a finding about the model: reported, not fatal
+                (stage_dir / "partition.json").write_text(json.dumps({"error": str(exc)}))
+                return {"error": str(exc)}
         pipe.stage("partition", key("train", "simulate_test") + [
             f"seq={rc.partition_sequence} m={rc.partition_per_temperature} "
             f"tol={rc.likelihood_tolerance}"], partition, bar)

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from spinscore.config import SimulationConfig, SystemConfig
-from spinscore.errors import SpinscoreError
+from spinscore.errors import AnalysisError, SpinscoreError
 
 __all__ = [
     "calibrate", "ladder_snapshots", "partition_analysis", "partition_figure_of", "run_partition",
@@ -71,7 +71,7 @@ def calibrate(log_p: np.ndarray, beta_energy: np.ndarray, low: np.ndarray) -> di
     """
     x, y = beta_energy[low], log_p[low]
     if low.sum() < 3 or np.ptp(x) == 0:
-        raise SpinscoreError("partition: need at least 3 low-energy configurations with "
+        raise AnalysisError("partition: need at least 3 low-energy configurations with "
                              "different energies to fit alpha")
     design = np.column_stack([np.ones_like(x), -x])
     (intercept, alpha), *_ = np.linalg.lstsq(design, y, rcond=None)
@@ -140,7 +140,7 @@ def partition_analysis(model, config, types: np.ndarray, *, per_temperature: int
     beta_eff = fit["alpha"] * beta
     tick = time.perf_counter()
     if beta_eff <= 0:
-        raise SpinscoreError(f"partition: fitted alpha = {fit['alpha']:.3g} is not positive; the "
+        raise AnalysisError(f"partition: fitted alpha = {fit['alpha']:.3g} is not positive; the "
                              "learned density does not decrease with the energy")
     ti = thermodynamic_integration(system, types, beta_eff, n_points=ti_points, sim=sim, seed=seed,
                                    runs=ti_runs, sweeps=ti_sweeps, threads=threads,

@@ -446,15 +446,19 @@ def _trajectory(model: nn.Module, x0: Tensor, types: Tensor, u_grid, *, rtol: fl
     ∫div from u_grid[0] to u_grid[-1] (B,) when explicit_atol is given (its absolute
     tolerance, nats) else None, number of network calls)."""
     nfe = 0
+    u_lo, u_hi = float(min(u_grid)), float(max(u_grid))
 
     def rhs(u: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         nonlocal nfe
         nfe += 1
         x = state[0]
         r = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        # adaptive steps may overshoot the last node (torchdiffeq interpolates back); the
+        # model is only defined on the grid's time range, so time is held at its ends there
+        t = math.exp(min(max(float(u), u_lo), u_hi))
         if explicit_atol is None:
-            return (r * velocity_field(model, types, math.exp(float(u)), x.dtype)(x / r),)
-        velocity, explicit = explicit_divergence(model, x / r, types, math.exp(float(u)))
+            return (r * velocity_field(model, types, t, x.dtype)(x / r),)
+        velocity, explicit = explicit_divergence(model, x / r, types, t)
         return r * velocity, explicit
 
     grid = torch.as_tensor(np.asarray(u_grid, dtype=float), dtype=torch.float64)

@@ -9,6 +9,7 @@ output preconditioning (W is the network's output as it is).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -106,6 +107,16 @@ class PublishedMiniAF3(nn.Module):
         """Score (B, N, 3) = P_i sum_j W_ij S_j: tangent, zero on padding."""
         w = self.couplings(spins, types, t)
         return tangent_project(spins, w @ spins)
+
+
+def is_published_system(system) -> bool:
+    """Whether a SystemConfig is the one the released checkpoints were trained on (types,
+    couplings, temperature): only then can a published network be compared on its data."""
+    from spinscore.config import parse_config
+
+    theirs = parse_config(PUBLISHED_RUN_CONFIG, "published Mini-AF3 config").system
+    return (system.types == theirs.types and system.temperature == theirs.temperature
+            and np.array_equal(system.coupling_table(), theirs.coupling_table()))
 
 
 def is_published_state_dict(state) -> bool:

@@ -1,0 +1,53 @@
+"""The stage layer: each function takes loaded inputs and an output folder, runs a library
+computation and writes its files (JSON of the numbers, PNG figures). `cli` and `reproduce`
+call these; the libraries below never write files of their own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from spinscore.io import Dataset, atomic_write_bytes
+
+
+def write_json(path: Path, data: dict) -> None:
+    """`data` as indented JSON, written atomically."""
+    atomic_write_bytes(path, json.dumps(data, indent=2).encode())
+
+
+def inspect_dataset(ds: Dataset, out: Path) -> dict:
+    """The data-set summary (dataset_summary.json) and its Fig. S1-style figure (dataset.png)
+    in `out`; returns the summary."""
+    from spinscore.report.figures import dataset_figure, save_figure
+    from spinscore.sampling.diagnostics import (
+        bond_dots_by_class,
+        dataset_summary,
+        tangent_force_magnitudes,
+    )
+
+    out.mkdir(parents=True, exist_ok=True)
+    summary = dataset_summary(ds)
+    rng = np.random.default_rng(0)
+    picks = rng.choice(ds.n_sequences, size=min(4, ds.n_sequences), replace=False)
+    conformations = [ds.spins[i, 0, : ds.length[i]].astype(float) for i in picks]
+    fig = dataset_figure(ds.length, bond_dots_by_class(ds), tangent_force_magnitudes(ds),
+                         conformations, title=f"{ds.path.name}: T = {ds.config.system.temperature}")
+    save_figure(fig, out / "dataset.png")
+    write_json(out / "dataset_summary.json", summary)
+    return summary
+
+
+def mixing(ds: Dataset, out: Path | None, max_sequences: int, threads: int,
+           progress: bool = False) -> dict:
+    """The REMC mixing audit of a data set; with `out`, mixing.json and mixing.png there."""
+    from spinscore.analysis.mixing import mixing_audit
+    from spinscore.report.figures import mixing_figure, save_figure
+
+    result = mixing_audit(ds, max_sequences=max_sequences, threads=threads, progress=progress)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        save_figure(mixing_figure(result), out / "mixing.png")
+        write_json(out / "mixing.json", {"file": str(ds.path), **result})
+    return result
