@@ -85,7 +85,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.checkpoint:
-        from spinscore.training.checkpoint import load_model
+        from spinscore.checkpoints import load_model
 
         model, config, _ = load_model(args.checkpoint)
         t_min, t_max = config.diffusion.t_min, config.diffusion.t_max

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import assert_clean_error, run, write_config
+from spinscore.checkpoints import load_checkpoint, load_model
 from spinscore.errors import SpinscoreError
-from spinscore.training.checkpoint import load_checkpoint, load_model
 
 
 class _Payload:

@@ -118,7 +118,7 @@ def test_extract_refuses_a_checkpoint_of_another_system(small_dataset, tmp_path,
                                                         expected):
     import torch
 
-    from spinscore.training.checkpoint import build_model, save_checkpoint
+    from spinscore.checkpoints import build_model, save_checkpoint
 
     config = read_dataset(small_dataset).config
     meta = {"types": ["A", "B"], "max_range": 2, "max_length": 64, "beta": 20.0,

@@ -15,10 +15,10 @@ from scipy.stats import ks_2samp
 from conftest import PAPER_SYSTEM, SMALL_SIMULATION, assert_clean_error, run
 from score_oracles import BoltzmannScore, HeatKernelScore, random_directions
 from spinscore.analysis.partition import calibrate
+from spinscore.checkpoints import build_model, save_checkpoint
 from spinscore.config import parse_config
 from spinscore.diffusion.generate import log_time_grid, sample_chains
 from spinscore.geometry.sphere import heat_kernel_sample
-from spinscore.training.checkpoint import build_model, save_checkpoint
 
 T0, T_MIN, T_MAX = 0.05, 1e-3, 5.0  # prior error at T_MAX: KL 7e-5 per spin, invisible here
 
@@ -193,11 +193,11 @@ def test_calibration_recovers_alpha_and_plateau():
 
 
 def test_partition_end_to_end_with_a_boltzmann_stand_in(tmp_path, small_dataset, monkeypatch):
-    """run_partition with the checkpoint's network replaced by β F (BoltzmannScore): REMC per
+    """The partition stage with the checkpoint's network replaced by β F (BoltzmannScore): REMC per
     ladder temperature, exact log p, the fit, TI (small settings), JSON and PNG."""
-    from spinscore.analysis import partition
+    from spinscore import checkpoints as checkpoint
+    from spinscore import stages
     from spinscore.io import read_dataset
-    from spinscore.training import checkpoint
 
     ckpt = tiny_checkpoint(tmp_path / "ckpt.pt", max_length=64)
     ds = read_dataset(small_dataset, fields=("types", "length"))
@@ -210,9 +210,9 @@ def test_partition_end_to_end_with_a_boltzmann_stand_in(tmp_path, small_dataset,
 
     monkeypatch.setattr(checkpoint, "load_model", load_with_oracle)
     out = tmp_path / "part"
-    result = partition.run_partition(ckpt, small_dataset, index, out, per_temperature=4, seed=3,
-                                     rtol=1e-3, atol=1e-3, fit_temperatures=2, ti_points=5,
-                                     ti_runs=2, ti_sweeps=20, threads=1)
+    result = stages.partition(ckpt, small_dataset, index, out, per_temperature=4, seed=3,
+                              rtol=1e-3, atol=1e-3, fit_temperatures=2, ti_points=5,
+                              ti_runs=2, ti_sweeps=20, threads=1)
     assert result["length"] == ds.length[index] and result["n_configurations"] == 4 * 4
     assert result["alpha"] > 0 and np.isfinite(result["log_z_ti"])
     assert result["gap"] == pytest.approx(result["plateau"] + result["log_z_ti"])

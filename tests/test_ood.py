@@ -135,7 +135,7 @@ def test_ood_command_and_errors(small_dataset, j3_dataset, tmp_path, monkeypatch
     ds = read_dataset(small_dataset)
     model = OracleModel(ds.config.system, max_length=60)
     meta = {"types": list(ds.config.system.types), "max_range": 2}
-    monkeypatch.setattr("spinscore.training.checkpoint.load_model",
+    monkeypatch.setattr("spinscore.checkpoints.load_model",
                         lambda path: (model, ds.config, meta))
     runner = CliRunner()
     res = runner.invoke(main, ["ood", "--checkpoint", "x.pt", "--data", str(small_dataset),

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import PAPER_SYSTEM, assert_clean_error, run
+from spinscore.checkpoints import load_checkpoint, load_model
 from spinscore.errors import SpinscoreError
 from spinscore.geometry.sphere import random_orthogonal
 from spinscore.model.published import PublishedMiniAF3
-from spinscore.training.checkpoint import load_checkpoint, load_model
 
 PUBLISHED = Path(__file__).parent / "data" / "mini_af3_epoch_20.pt"
 # Xi & Chen (2026), Table 1: the published network read at t = 1e-4 (SPEC §8)

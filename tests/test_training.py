@@ -15,7 +15,7 @@ from conftest import PAPER_SYSTEM, write_config
 from spinscore.cli import main
 from spinscore.config import load_config
 from spinscore.errors import SpinscoreError
-from spinscore.training.loop import train
+from spinscore.stages import train
 
 TINY = dict(single_dim=8, pair_dim=4, blocks=1, heads=2, transition=1, max_distance=4)
 
@@ -134,7 +134,7 @@ def test_checkpoint_from_before_time_octaves_loads_with_its_eight_octaves(tmp_pa
     MLP has another input width), and give the network it held."""
     import yaml
 
-    from spinscore.training.checkpoint import load_model, save_checkpoint
+    from spinscore.checkpoints import load_model, save_checkpoint
 
     cfg, path, sets = tiny_config(tmp_path, samples=16)
     old = load_config(path, sets + ["model.time_octaves=8"])

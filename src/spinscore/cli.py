@@ -61,13 +61,12 @@ def main(ctx: click.Context, debug: bool) -> None:
 def simulate(config_path, overrides, out, threads, scheduler, overwrite, quiet):
     """Simulate equilibrium snapshots by replica-exchange Monte Carlo into an HDF5 data set."""
     from spinscore.config import load_config
-    from spinscore.sampling.simulate import simulate_dataset
 
     config = load_config(config_path, overrides)
     if threads is not None and threads < 1:
         raise SpinscoreError(f"--threads: expected a positive number, got {threads}")
-    path = simulate_dataset(config, out, threads=threads, scheduler=scheduler,
-                            overwrite=overwrite, progress=not quiet)
+    path = stages.simulate(config, out, threads=threads, scheduler=scheduler,
+                           overwrite=overwrite, progress=not quiet)
     click.echo(f"wrote {path}")
 
 
@@ -133,10 +132,9 @@ def train(data_path, config_path, overrides, out, resume, overwrite, device, qui
 
     Several processes: torchrun --nproc_per_node=K -m spinscore.cli train ... (DDP)."""
     from spinscore.config import load_config
-    from spinscore.training.loop import train as run_training
 
     config = load_config(config_path, overrides)
-    path = run_training(config, data_path, out, resume=resume, overwrite=overwrite,
+    path = stages.train(config, data_path, out, resume=resume, overwrite=overwrite,
                         device=device, progress=not quiet)
     click.echo(f"wrote {path}")
 
@@ -163,14 +161,14 @@ def train(data_path, config_path, overrides, out, resume, overwrite, device, qui
 def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, t_extrapolate,
             quiet):
     """Recover the couplings from the network's force field (or a classical estimator)."""
-    from spinscore.analysis.extract import ratio_table, run_extraction
+    from spinscore.analysis.extract import ratio_table
     from spinscore.report.tables import readout_summary
 
     if t_eval <= 0:
         raise SpinscoreError(f"--t-eval: expected a positive time, got {t_eval}")
     if per_config and method != "network":
         raise SpinscoreError("--per-config needs --method network")
-    result = run_extraction(data_path, out, method, checkpoint, t_eval, bootstrap,
+    result = stages.extract(data_path, out, method, checkpoint, t_eval, bootstrap,
                             per_config=per_config, progress=not quiet,
                             t_extrapolate=_times(t_extrapolate, "--t-extrapolate"))
     for warning in result.get("warnings", []):
@@ -212,15 +210,13 @@ def _times(text: str, option: str) -> list[float] | None:
 def ood(checkpoint, data_path, ood_sets, out, t_eval, quiet):
     """ROC AUCs of the OOD flags (explained variance on the local basis, configurational
     temperature, and the two combined) for each OOD set."""
-    from spinscore.analysis.ood import run_ood
-
     sets = {}
     for item in ood_sets:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise SpinscoreError(f"--ood: expected NAME=PATH.h5, got {item!r}")
         sets[name] = path
-    summary = run_ood(checkpoint, data_path, sets, out, t_eval, progress=not quiet)
+    summary = stages.ood(checkpoint, data_path, sets, out, t_eval, progress=not quiet)
     for name, entry in summary["sets"].items():
         auc = f"   AUC {entry['auc']:.4f}" if "auc" in entry else ""
         click.echo(f"{name:<20} EV median {entry['ev_median']:.5f}  5% {entry['ev_q05']:.5f}{auc}")
@@ -247,15 +243,10 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
     """ln Z of one sequence by thermodynamic integration of <E> over beta (SPEC §7)."""
     import math
     import os
-    import time
 
-    import numpy as np
-
-    from spinscore import io
-    from spinscore.analysis.thermo import exact_single_range, sequence_types, thermodynamic_integration
+    from spinscore.analysis.thermo import sequence_types
     from spinscore.config import load_config
 
-    start = time.perf_counter()
     config = load_config(config_path, overrides)
     system, sim = config.system, config.simulation
     types = sequence_types(system, sequence)
@@ -273,26 +264,9 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
         if not ok:
             raise SpinscoreError(f"{name}: expected {expected}, got {got}")
 
-    result = thermodynamic_integration(system, types, beta0, points, sim, seed, progress=not quiet,
-                                       runs=runs, sweeps=sweeps, threads=threads)
-    exact = exact_single_range(system, types, result["betas"])
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    from spinscore.report.figures import save_figure, thermo_figure
-
-    save_figure(thermo_figure(result, exact), out / "thermo.png")
-    sep = "" if all(len(t) == 1 for t in system.types) else ","
-    record = {
-        "sequence": sep.join(system.types[t] for t in types),
-        **{k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in result.items()},
-        "exact": None if exact is None else {"log_z": exact["log_z"],
-                                             "mean_energy": exact["mean_energy"].tolist()},
-        "timings": {"sampling_s": result["wall_time_s"], "total_s": time.perf_counter() - start,
-                    "threads": threads},
-        "system": config.model_dump(mode="json")["system"],
-        "code_version": {"spinscore": __version__, "git_commit": io.git_commit()},
-    }
-    io.atomic_write_bytes(out / "thermo.json", json.dumps(record, indent=2).encode())
+    result = stages.thermo(config, types, out, beta0=beta0, points=points, runs=runs,
+                           sweeps=sweeps, seed=seed, threads=threads, progress=not quiet)
+    exact, out = result["exact"], Path(out)
     line = f"ln Z(beta={beta0:g}) = {result['log_z']:.4f} +- {result['log_z_err']:.4f}"
     if exact is not None:
         line += f" (exact {exact['log_z']:.4f})"
@@ -320,8 +294,7 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
 def sample(checkpoint, sequence, n_chains, out, method, steps, seed, reference_snapshots, quiet):
     """Generate chains of one sequence from a trained model; compare their energies with REMC."""
     from spinscore.analysis.thermo import sequence_types
-    from spinscore.diffusion.generate import generate_and_compare
-    from spinscore.training.checkpoint import load_model
+    from spinscore.checkpoints import load_model
 
     checks = [(n_chains >= 1, "--n", n_chains), (steps is None or steps >= 1, "--steps", steps),
               (seed >= 0, "--seed", seed),
@@ -332,7 +305,7 @@ def sample(checkpoint, sequence, n_chains, out, method, steps, seed, reference_s
                                  f"--reference-snapshots, >= 0 for --seed), got {got}")
     model, config, meta = load_model(checkpoint)
     types = sequence_types(config.system, sequence)
-    result = generate_and_compare(model, config, meta, types, n_chains, out, method=method,
+    result = stages.generate(model, config, meta, types, n_chains, out, method=method,
                                   steps=steps, seed=seed, reference_snapshots=reference_snapshots,
                                   progress=not quiet)
     click.echo(f"<E> generated {result['mean_generated']:.3f} +- {result['sem_generated']:.3f}, "
@@ -357,13 +330,11 @@ def sample(checkpoint, sequence, n_chains, out, method, steps, seed, reference_s
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def partition(checkpoint, data_path, sequence_index, out, per_temperature, divergence, seed, quiet):
     """Calibrate the learned density against the energy and compare -ln Z with TI (Fig. 3)."""
-    from spinscore.analysis.partition import run_partition
-
     if per_temperature < 2:
         raise SpinscoreError(f"--per-temperature: expected an integer >= 2, got {per_temperature}")
     if seed < 0:
         raise SpinscoreError(f"--seed: expected a non-negative integer, got {seed}")
-    r = run_partition(checkpoint, data_path, sequence_index, out, per_temperature=per_temperature,
+    r = stages.partition(checkpoint, data_path, sequence_index, out, per_temperature=per_temperature,
                       divergence=divergence, seed=seed, progress=not quiet)
     click.echo(f"alpha {r['alpha']:.4f} +- {r['alpha_err']:.4f}, plateau {r['plateau']:.3f} "
                f"(std {r['plateau_std']:.3f}), -ln Z_TI {-r['log_z_ti']:.3f} +- "

@@ -130,11 +130,6 @@ class Pipeline:
 def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
               device: str | None = None, progress: bool = True) -> Path:
     """Run every stage for a preset (or config file) into `run_dir`; return report.html."""
-    from spinscore.analysis.extract import run_extraction
-    from spinscore.analysis.ood import run_ood
-    from spinscore.report.build import build_report
-    from spinscore.sampling.simulate import simulate_dataset
-    from spinscore.training.loop import train
 
     config = load_config(preset_path(preset), overrides)
     run_dir = Path(run_dir)
@@ -155,7 +150,7 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
             def simulate(_, cfg=cfg, name=name):
                 path = paths[name]
                 path.unlink(missing_ok=True)  # a finished file without a record: redo it
-                simulate_dataset(cfg, path, progress=inner)
+                stages.simulate(cfg, path, progress=inner)
                 return {"path": str(path.relative_to(run_dir))}
             pipe.stage(f"simulate_{name}", [cfg.to_yaml(("system", "simulation"))],
                        simulate, bar)
@@ -169,8 +164,8 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
 
         def train_stage(stage_dir):
             resume = (stage_dir / "checkpoint.pt").exists()
-            train(config, paths["train"], stage_dir, resume=resume, device=device,
-                  progress=inner)
+            stages.train(config, paths["train"], stage_dir, resume=resume, device=device,
+                         progress=inner)
             return json.loads((stage_dir / "train_summary.json").read_text())
         pipe.stage("train", key("simulate_train") + [
             config.to_yaml(("model", "diffusion", "train"))], train_stage, bar)
@@ -181,7 +176,7 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
             results = {}
             for method in ("network", "oracle", "pseudolikelihood", "score-matching"):
                 out = stage_dir / method
-                results[method] = run_extraction(
+                results[method] = stages.extract(
                     paths["test"], out, method, checkpoint if method == "network" else None,
                     rc.t_eval, rc.bootstrap, per_config=method == "network", progress=inner,
                     t_extrapolate=rc.t_extrapolate)
@@ -198,7 +193,7 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
         published = published_checkpoint()
         if published is not None and is_published_system(config.system):
             def extract_published(stage_dir):
-                r = run_extraction(paths["test"], stage_dir, "network", published,
+                r = stages.extract(paths["test"], stage_dir, "network", published,
                                    PUBLISHED_T_EVAL, rc.bootstrap, progress=inner)
                 return {k: r[k] for k in ("cosine", "r2", "worst_ratio_error", "scale_over_beta")}
             pipe.stage("extract_published", key("simulate_test") + [
@@ -215,7 +210,7 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
         def ood(stage_dir):
             sets = {name.removeprefix("ood_"): paths[name] for name in datasets
                     if name.startswith("ood_")}
-            summary = run_ood(checkpoint, paths["test"], sets, stage_dir, rc.t_eval,
+            summary = stages.ood(checkpoint, paths["test"], sets, stage_dir, rc.t_eval,
                               progress=inner)
             return {name: s.get("auc") for name, s in summary["sets"].items()}
         pipe.stage("ood", key("train", "simulate_test", "simulate_ood_longer_chains",
@@ -223,21 +218,18 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
                    + [f"t_eval={rc.t_eval}"], ood, bar)
 
         def generate(stage_dir):
-            from spinscore.diffusion.generate import run_generation
-
-            return run_generation(checkpoint, paths["test"], rc.partition_sequence, rc.generate,
-                                  stage_dir, progress=inner)
+            return stages.generate_for_test_sequence(checkpoint, paths["test"],
+                                                     rc.partition_sequence, rc.generate,
+                                                     stage_dir, progress=inner)
         pipe.stage("generate", key("train", "simulate_test") + [
             f"n={rc.generate} seq={rc.partition_sequence}"], generate, bar)
 
         def partition(stage_dir):
-            from spinscore.analysis.partition import run_partition
-
             try:
-                return run_partition(checkpoint, paths["test"], rc.partition_sequence, stage_dir,
-                                     per_temperature=rc.partition_per_temperature,
-                                     rtol=rc.likelihood_tolerance, atol=rc.likelihood_tolerance,
-                                     progress=inner)
+                return stages.partition(checkpoint, paths["test"], rc.partition_sequence,
+                                        stage_dir, per_temperature=rc.partition_per_temperature,
+                                        rtol=rc.likelihood_tolerance,
+                                        atol=rc.likelihood_tolerance, progress=inner)
             except AnalysisError as exc:  # a finding about the model: reported, not fatal
                 (stage_dir / "partition.json").write_text(json.dumps({"error": str(exc)}))
                 return {"error": str(exc)}
@@ -246,7 +238,7 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
             f"tol={rc.likelihood_tolerance}"], partition, bar)
 
         def report(_):
-            build_report(run_dir, pipe.records)
+            stages.report(run_dir, pipe.records)
         pipe.stage("report", [json.dumps({k: v["key"] for k, v in pipe.records.items()}),
                               str(time.time())], report, bar)
     return run_dir / "report.html"

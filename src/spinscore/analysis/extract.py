@@ -7,7 +7,6 @@ checks the design matrix end to end), and the classical estimators of `baselines
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,7 +14,7 @@ from tqdm.auto import tqdm
 
 from spinscore.analysis.inversion import NormalEquations, coupling_metrics, design_matrix
 from spinscore.analysis.paper_values import PUBLISHED_METRICS, PUBLISHED_RATIOS
-from spinscore.analysis.readout import DirectWStats, extrapolated_readout, identifiability
+from spinscore.analysis.readout import DirectWStats, extrapolated_readout
 from spinscore.geometry.sphere import tangent_project
 from spinscore.io import Dataset
 from spinscore.physics.hamiltonian import bond_classes, bond_couplings, tangent_force
@@ -231,12 +230,6 @@ def readout_by_time(eqs: list[NormalEquations], times: list[float], ds: Dataset)
     return rows
 
 
-def write_json(path: Path, result: dict) -> None:
-    import json
-
-    path.write_text(json.dumps(result, indent=2))
-
-
 @torch.no_grad()
 def interaction_profile(model, ds: Dataset, t_eval: float, max_distance: int = 15,
                         max_snapshots: int = 2000, batch_size: int = 128) -> dict:
@@ -271,84 +264,3 @@ def interaction_profile(model, ds: Dataset, t_eval: float, max_distance: int = 1
 def default_readout_times(t_low: float) -> list[float]:
     """Readout times for the extrapolation: the smallest trained time and three doublings."""
     return [t_low * 2.0**k for k in range(4)]
-
-
-def run_extraction(data: str | Path, out: str | Path, method: str = "network",
-                   checkpoint: str | Path | None = None, t_eval: float = 1e-4,
-                   n_boot: int = 200, batch_size: int = 128, per_config: bool = False,
-                   progress: bool = True, t_extrapolate: list[float] | None = None) -> dict:
-    """`spinscore extract`: write extraction.json (and for the network the interaction
-    profile, PNG + JSON, and with `per_config` the OOD flag of every snapshot,
-    per_config.json) to `out`; return the result.
-
-    The network is read at `t_eval` (OLS and direct-W) and at each of `t_extrapolate`
-    (default: `default_readout_times` of the checkpoint's smallest training time; [] for
-    none), whose OLS estimates are extrapolated to t = 0 (`result["extrapolated"]`).
-    `result["warnings"]` lists readout times outside the model's training range."""
-    from spinscore.analysis import baselines
-    from spinscore.errors import SpinscoreError
-    from spinscore.io import read_dataset
-
-    ds = read_dataset(data)
-    out = Path(out)
-    system = ds.config.system
-    beta = system.beta
-    profile, eqs = None, None
-    if method == "network":
-        if checkpoint is None:
-            raise SpinscoreError("--method network needs --checkpoint")
-        from spinscore.training.checkpoint import check_compatible, load_model, time_range_warning
-
-        model, _, meta = load_model(checkpoint)
-        check_compatible(meta, system.types, system.max_range, str(data))
-        extra = default_readout_times(meta["trained_t"][0]) if t_extrapolate is None \
-            else sorted(t_extrapolate)
-        times = sorted({t_eval, *extra})
-        all_eqs, direct = network_readout(model, ds, times, t_eval, batch_size, progress)
-        eqs = all_eqs[times.index(t_eval)]
-        result = summarise(eqs, ds, "network", n_boot, t_eval=t_eval, checkpoint=str(checkpoint),
-                           checkpoint_format=meta["format"], trained_t=meta["trained_t"])
-        result["direct_w"] = {"t_eval": t_eval, **direct.metrics(beta)}
-        result["readout_by_t"] = readout_by_time(all_eqs, times, ds)
-        if len(extra) >= 2:
-            picked = [all_eqs[times.index(t)] for t in extra]
-            result["extrapolated"] = summarise_extrapolated(picked, extra, ds, n_boot)
-        warnings = [time_range_warning(meta, [t_eval], "--t-eval"),
-                    time_range_warning(meta, extra, "--t-extrapolate")]
-        result["warnings"] = [w for w in warnings if w]
-        profile = interaction_profile(model, ds, t_eval)
-        if per_config:
-            from spinscore.analysis.ood import explained_variance
-
-            ev = explained_variance(model, ds, system.types, system.max_range, t_eval,
-                                    batch_size, progress)
-            out.mkdir(parents=True, exist_ok=True)
-            write_json(out / "per_config.json", {
-                "flag": "explained variance of the network's force on the local basis",
-                "t_eval": t_eval, "median": float(np.median(ev)),
-                "explained_variance": ev.tolist()})  # (n_seq, n_snap)
-    elif method == "oracle":
-        eqs = accumulate(ds, oracle_force(ds), batch_size, progress)
-        result = summarise(eqs, ds, "oracle", n_boot)
-    elif method == "score-matching":
-        _, eqs = baselines.score_matching(ds, batch_size, progress)
-        result = summarise(eqs, ds, "score-matching", n_boot, unit=beta, with_r2=False)
-    elif method == "pseudolikelihood":
-        theta, info = baselines.pseudo_likelihood(ds, batch_size, progress)
-        xtx = info.pop("xtx")
-        result = describe(theta / beta, None, ds, "pseudolikelihood", beta, xtx)
-        result["optimiser"] = info
-    else:
-        raise SpinscoreError(f"--method: unknown method {method!r}")
-    if eqs is not None:
-        result["identifiability"] = identifiability(eqs.total("xtx"), system.parameter_vector(),
-                                                    ds.n_sequences * ds.n_snapshots)
-    result["data"] = str(data)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "extraction.json", result)
-    if profile is not None:
-        from spinscore.report.figures import profile_figure, save_figure
-
-        write_json(out / "interaction_profile.json", profile)
-        save_figure(profile_figure(profile), out / "interaction_profile.png")
-    return result

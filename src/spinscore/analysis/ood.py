@@ -168,24 +168,3 @@ def ood_report(model, meta: dict, in_data: Dataset, ood_sets: dict[str, Dataset]
     curves = {name: {**set_flags[name], "combined": combined(set_flags[name]),
                      "theta": np.ravel(v["theta"])} for name, v in values.items()}
     return summary, curves
-
-
-def run_ood(checkpoint, data, ood_paths: dict[str, str], out, t_eval: float = 1e-4,
-            progress: bool = True) -> dict:
-    """`spinscore ood`: write ood.json (EVs summarised, AUCs) and ood.png to `out`."""
-    import json
-    from pathlib import Path
-
-    from spinscore.io import read_dataset
-    from spinscore.report.figures import ood_figure, save_figure
-    from spinscore.training.checkpoint import load_model
-
-    model, _, meta = load_model(checkpoint)
-    sets = {name: read_dataset(path) for name, path in ood_paths.items()}
-    summary, flags = ood_report(model, meta, read_dataset(data), sets, t_eval, progress)
-    summary["checkpoint"] = str(checkpoint)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ood.json").write_text(json.dumps(summary, indent=2))
-    save_figure(ood_figure(flags, summary), out / "ood.png")
-    return summary

@@ -15,11 +15,9 @@ model (probability-flow ODE, `diffusion.likelihood`), and
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -27,11 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from spinscore.config import SimulationConfig, SystemConfig
-from spinscore.errors import AnalysisError, SpinscoreError
+from spinscore.errors import AnalysisError
 
-__all__ = [
-    "calibrate", "ladder_snapshots", "partition_analysis", "partition_figure_of", "run_partition",
-]
+__all__ = ["calibrate", "ladder_snapshots", "partition_analysis"]
 
 LIKELIHOOD_BATCH = 32  # configurations per probability-flow solve (shared steps and nodes)
 
@@ -165,46 +161,3 @@ def partition_analysis(model, config, types: np.ndarray, *, per_temperature: int
                    "log_p": log_p.tolist(), "invariant": fit["invariant"].tolist(),
                    "low": low.tolist()},
     }
-
-
-def partition_figure_of(result: dict, title: str = ""):
-    """The figure (`report.diffusion_figures.partition_figure`) of a `partition_analysis` result
-    (or of a partition.json read back)."""
-    from spinscore.report.diffusion_figures import partition_figure
-
-    p = result["points"]
-    fit = {k: result[k] for k in ("alpha", "alpha_err", "intercept", "plateau", "plateau_std")}
-    fit["low"] = np.asarray(p["low"])
-    return partition_figure(np.asarray(p["energy"]), np.asarray(p["log_p"]),
-                            np.asarray(p["temperature"]), result["beta"], fit, result["log_z_ti"],
-                            result["log_z_ti_err"], title=title)
-
-
-def run_partition(checkpoint: str | Path, data: str | Path, sequence_index: int,
-                  out_dir: str | Path, *, per_temperature: int = 20,
-                  divergence: Literal["exact", "hutchinson"] = "exact", seed: int = 0,
-                  progress: bool = False, **options) -> dict:
-    """`partition_analysis` for test sequence `sequence_index` of `data`, checked against the
-    checkpoint (types, interaction range, max_length); writes OUT_DIR/partition.png and
-    OUT_DIR/partition.json. Returns the summary (without the per-configuration points)."""
-    from spinscore.io import atomic_write_bytes
-    from spinscore.report.figures import save_figure
-    from spinscore.training.checkpoint import load_model_for_sequence
-
-    model, config, meta, ds, types = load_model_for_sequence(checkpoint, data, sequence_index)
-    if ds.config.system.coupling_table().tolist() != config.system.coupling_table().tolist():
-        raise SpinscoreError(f"{data}: couplings differ from those the checkpoint was trained on")
-    if len(types) > meta["max_length"]:
-        raise SpinscoreError(f"{data}: sequence {sequence_index} has {len(types)} sites, above "
-                             f"the checkpoint's max_length {meta['max_length']}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    result = partition_analysis(model, config, types, per_temperature=per_temperature,
-                                divergence=divergence, seed=seed, progress=progress, **options)
-    result = {"checkpoint": str(checkpoint), "data": str(data), "sequence_index": sequence_index,
-              **result}
-    fig = partition_figure_of(result, title=f"sequence {sequence_index} of {Path(data).name} "
-                                            f"(L = {result['length']}), {divergence} divergence")
-    save_figure(fig, out / "partition.png")
-    atomic_write_bytes(out / "partition.json", json.dumps(result, indent=2).encode())
-    return {k: v for k, v in result.items() if k != "points"}

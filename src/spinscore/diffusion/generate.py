@@ -13,40 +13,26 @@ time back to t_min:
   direction). An optional final denoising step x ← exp_x(t_min s(x, t_min)) removes the
   remaining noise of variance t_min (Tweedie's mean shift to first order).
 
-`run_generation` and `generate_and_compare` draw chains for one sequence, store them, and compare
-their energy distribution with REMC snapshots of the same sequence (the physics the model was
-trained on): means, spreads, 1-D Wasserstein distance and Kolmogorov–Smirnov statistic.
+`energy_comparison` compares the energies of generated chains with REMC snapshots: means,
+spreads, 1-D Wasserstein distance and Kolmogorov–Smirnov statistic (`analysis.generation`
+draws both for one sequence).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
-import h5py
 import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from spinscore import __version__
 from spinscore.diffusion.likelihood import pf_ode_trajectory, velocity_field
-from spinscore.errors import SpinscoreError
 from spinscore.geometry.sphere import exp_map, tangent_project, uniform_sphere
-from spinscore.io import atomic_write_bytes
 
-__all__ = [
-    "energy_comparison",
-    "generate_and_compare",
-    "log_time_grid",
-    "run_generation",
-    "sample_chains",
-]
+__all__ = ["energy_comparison", "log_time_grid", "sample_chains"]
 
 PAIR_BUDGET = 200_000  # chains × N² per network call (≈ 1 GB of activations, paper model)
 DEFAULT_SDE_STEPS = 500
@@ -170,116 +156,3 @@ def energy_comparison(generated: np.ndarray, reference: np.ndarray) -> dict:
         "wasserstein": float(wasserstein_distance(gen, ref)),
         "ks_statistic": float(ks.statistic), "ks_pvalue": float(ks.pvalue),
     }
-
-
-def _write_chains(path: Path, spins: np.ndarray, types: np.ndarray, energies: np.ndarray,
-                  attrs: dict) -> None:
-    """HDF5 with spins float32 (n, L, 3), types int8 (L,), energy float64 (n,), attrs; written
-    to PATH.tmp and renamed, so a crash never leaves a partial file at PATH."""
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset("spins", data=spins.astype(np.float32))
-        f.create_dataset("types", data=types.astype(np.int8))
-        f.create_dataset("energy", data=energies)
-        for key, value in attrs.items():
-            f.attrs[key] = value
-    os.replace(tmp, path)
-
-
-def generate_and_compare(
-    model: nn.Module,
-    config,
-    meta: dict,
-    types: np.ndarray,
-    n: int,
-    out: str | Path,
-    *,
-    method: Literal["ode", "sde"] = "ode",
-    steps: int | None = None,
-    seed: int = 0,
-    reference_snapshots: int = 200,
-    progress: bool = False,
-    png: str | Path | None = None,
-    summary: str | Path | None = None,
-) -> dict:
-    """Generate n chains of `types`, write them to `out` (HDF5), run REMC for the same sequence
-    and compare the energies.
-
-    model, config (RunConfig), meta: from `training.checkpoint.load_model`. types: (L,) int
-    site types. REMC: the config's simulation schedule and ladder with `reference_snapshots`
-    snapshots of the coldest replica. Writes `out`, the energy histograms `png` (default
-    OUT.png) and the comparison `summary` (default OUT.json). Returns the summary dict (energy
-    statistics, settings, timings in seconds).
-    """
-    from spinscore.physics.hamiltonian import bond_couplings, chirality_reversals, energy
-    from spinscore.report.diffusion_figures import energy_histogram_figure
-    from spinscore.report.figures import save_figure
-    from spinscore.sampling.remc import simulate_chain
-
-    out = Path(out)
-    png = Path(png) if png else out.with_suffix(".png")
-    summary = Path(summary) if summary else out.with_suffix(".json")
-    for path in (out, png, summary):
-        path.parent.mkdir(parents=True, exist_ok=True)  # now, not after the sampling
-    system, diffusion = config.system, config.diffusion
-    types = np.asarray(types, dtype=np.int64)
-    if len(types) > meta["max_length"]:
-        raise SpinscoreError(f"sequence: {len(types)} sites exceed the checkpoint's max_length "
-                             f"{meta['max_length']}")
-    bonds = bond_couplings(types, system.coupling_table())  # (K, L)
-
-    tick = time.perf_counter()
-    gen = torch.Generator().manual_seed(seed)
-    spins = sample_chains(model, torch.as_tensor(types), n, t_min=diffusion.t_min,
-                          t_max=diffusion.t_max, method=method, steps=steps, generator=gen,
-                          progress=progress).numpy()
-    spins = spins.astype(np.float32)
-    e_gen = energy(spins.astype(np.float64), bonds)
-    sample_s = time.perf_counter() - tick
-    name = "".join(system.types[k] for k in types) if all(len(t) == 1 for t in system.types) \
-        else ",".join(system.types[k] for k in types)
-    _write_chains(out, spins, types, e_gen, {
-        "sequence": name, "method": method, "steps": -1 if steps is None else steps,
-        "seed": seed, "t_min": diffusion.t_min, "t_max": diffusion.t_max,
-        "system": config.to_yaml(("system",)), "spinscore_version": __version__,
-    })
-
-    tick = time.perf_counter()
-    sim = config.simulation.model_copy(update={"snapshots": reference_snapshots, "seed": seed})
-    ref = simulate_chain(system, sim, 0, types=types)
-    e_ref = energy(ref.spins, bonds)
-    remc_s = time.perf_counter() - tick
-
-    result = {
-        "sequence": name, "length": len(types), "temperature": system.temperature,
-        "method": method, "steps": steps, "seed": seed,
-        **energy_comparison(e_gen, e_ref),
-        "energy_per_spin_generated": float(e_gen.mean() / len(types)),
-        "energy_per_spin_reference": float(e_ref.mean() / len(types)),
-        # helix defects: domain walls between the senses of rotation (chirality_reversals)
-        "chirality_reversals_generated": float(chirality_reversals(spins).mean()),
-        "chirality_reversals_reference": float(chirality_reversals(ref.spins).mean()),
-        "sample_seconds": sample_s, "remc_seconds": remc_s,
-        "chains": str(out),
-    }
-    save_figure(energy_histogram_figure(e_gen, e_ref, title=f"{name} (L = {len(types)}), "
-                                        f"T = {system.temperature:g}, {method}"), png)
-    atomic_write_bytes(summary, json.dumps(result, indent=2).encode())
-    return result
-
-
-def run_generation(checkpoint: str | Path, data: str | Path, sequence_index: int, n: int,
-                   out_dir: str | Path, *, method: Literal["ode", "sde"] = "ode",
-                   steps: int | None = None, seed: int = 0, reference_snapshots: int = 200,
-                   progress: bool = False) -> dict:
-    """`generate_and_compare` for test sequence `sequence_index` of the data set `data`: writes
-    OUT_DIR/generated.h5, generate.png and generate.json; returns the summary dict."""
-    from spinscore.training.checkpoint import load_model_for_sequence
-
-    model, config, meta, _, types = load_model_for_sequence(checkpoint, data, sequence_index)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return generate_and_compare(model, config, meta, types, n, out / "generated.h5",
-                                method=method, steps=steps, seed=seed,
-                                reference_snapshots=reference_snapshots, progress=progress,
-                                png=out / "generate.png", summary=out / "generate.json")

@@ -447,15 +447,17 @@ def _trajectory(model: nn.Module, x0: Tensor, types: Tensor, u_grid, *, rtol: fl
     tolerance, nats) else None, number of network calls)."""
     nfe = 0
     u_lo, u_hi = float(min(u_grid)), float(max(u_grid))
+    margin = max(u_hi - u_lo, 1.0)
 
     def rhs(u: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         nonlocal nfe
         nfe += 1
         x = state[0]
         r = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-        # adaptive steps may overshoot the last node (torchdiffeq interpolates back); the
-        # model is only defined on the grid's time range, so time is held at its ends there
-        t = math.exp(min(max(float(u), u_lo), u_hi))
+        # adaptive steps overshoot the last node and interpolate back (torchdiffeq); a wild
+        # step of an untrained model can overshoot by hundreds of e-folds (exp overflows), so
+        # time is held within one grid length of the grid
+        t = math.exp(min(max(float(u), u_lo - margin), u_hi + margin))
         if explicit_atol is None:
             return (r * velocity_field(model, types, t, x.dtype)(x / r),)
         velocity, explicit = explicit_divergence(model, x / r, types, t)

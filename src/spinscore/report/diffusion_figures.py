@@ -75,3 +75,14 @@ def partition_figure(energy: np.ndarray, log_p: np.ndarray, temperature: np.ndar
     if title:
         fig.suptitle(title)
     return fig
+
+
+def partition_figure_of(result: dict, title: str = ""):
+    """The figure (`report.diffusion_figures.partition_figure`) of a `partition_analysis` result
+    (or of a partition.json read back)."""
+    p = result["points"]
+    fit = {k: result[k] for k in ("alpha", "alpha_err", "intercept", "plateau", "plateau_std")}
+    fit["low"] = np.asarray(p["low"])
+    return partition_figure(np.asarray(p["energy"]), np.asarray(p["log_p"]),
+                            np.asarray(p["temperature"]), result["beta"], fit, result["log_z_ti"],
+                            result["log_z_ti_err"], title=title)

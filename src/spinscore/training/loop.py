@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import math
 import os
 import time
@@ -24,18 +23,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
-from spinscore.config import RunConfig
-from spinscore.diffusion.losses import dsm_loss_sum
-from spinscore.diffusion.sde import mirror, perturb, sample_times
-from spinscore.errors import SpinscoreError
-from spinscore.io import read_dataset
-from spinscore.training.checkpoint import (
+from spinscore.checkpoints import (
     build_model,
     check_compatible,
     checkpoint_config,
     load_checkpoint,
     save_checkpoint,
 )
+from spinscore.config import RunConfig
+from spinscore.diffusion.losses import dsm_loss_sum
+from spinscore.diffusion.sde import mirror, perturb, sample_times
+from spinscore.errors import SpinscoreError
+from spinscore.io import read_dataset
 from spinscore.training.data import TrainingData, micro_batches
 
 METRICS_FIELDS = ["step", "samples", "loss", "loss_t", "lr", "grad_norm", "samples_per_s", "elapsed_s"]
@@ -93,8 +92,8 @@ class _Distributed:
 def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume: bool = False,
           overwrite: bool = False, device: str | None = None, progress: bool = True,
           max_steps: int | None = None) -> Path:
-    """Train a score model on the data set `data_path`; write checkpoints, metrics.csv and
-    loss_curve.png to `out_dir`. Returns the path of the final checkpoint.
+    """Train a score model on the data set `data_path`; write checkpoints and metrics.csv to
+    `out_dir` (atomically, resumable). Returns the path of the final checkpoint.
 
     `max_steps` stops early (e.g. to simulate a crash in tests) without changing the schedule.
     """
@@ -174,8 +173,6 @@ def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume:
     bar.close()
     if ddp.main:
         metrics.close()
-        if stop == total_steps:
-            _finish(out)
     if ddp.world > 1:
         dist.barrier()
     return last
@@ -267,23 +264,3 @@ class _MetricsLog:
 
     def close(self) -> None:
         self.file.close()
-
-
-def _finish(out: Path) -> None:
-    """Loss curve (PNG) and a JSON summary of the finished run."""
-    from spinscore.report.figures import loss_curve_figure, save_figure
-
-    with open(out / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    steps = np.array([float(r["samples"]) for r in rows])
-    loss = np.array([float(r["loss"]) for r in rows])
-    loss_t = np.array([float(r["loss_t"]) for r in rows])
-    save_figure(loss_curve_figure(steps, loss, loss_t), out / "loss_curve.png")
-    rates = [float(r["samples_per_s"]) for r in rows]
-    (out / "train_summary.json").write_text(json.dumps({
-        "steps": int(rows[-1]["step"]), "samples": int(rows[-1]["samples"]),
-        "final_loss": float(np.mean(loss[-max(1, len(loss) // 10):])),
-        "final_loss_t": float(np.mean(loss_t[-max(1, len(loss) // 10):])),
-        "samples_per_s_median": float(np.median(rates)),
-        "elapsed_s": float(rows[-1]["elapsed_s"]),
-    }, indent=2))

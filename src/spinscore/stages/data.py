@@ -1,6 +1,4 @@
-"""The stage layer: each function takes loaded inputs and an output folder, runs a library
-computation and writes its files (JSON of the numbers, PNG figures). `cli` and `reproduce`
-call these; the libraries below never write files of their own."""
+"""Data stages: simulate a data set, inspect it, audit its REMC mixing."""
 
 from __future__ import annotations
 
@@ -15,6 +13,17 @@ from spinscore.io import Dataset, atomic_write_bytes
 def write_json(path: Path, data: dict) -> None:
     """`data` as indented JSON, written atomically."""
     atomic_write_bytes(path, json.dumps(data, indent=2).encode())
+
+
+def simulate(config, out: str | Path, *, threads: int | None = None,
+             scheduler: str | None = None, overwrite: bool = False, progress: bool = True
+             ) -> Path:
+    """`spinscore simulate`: the REMC data set of `config` in the HDF5 file `out`, chunked and
+    resumable (`sampling.simulate.simulate_dataset`). Returns the path."""
+    from spinscore.sampling.simulate import simulate_dataset
+
+    return simulate_dataset(config, out, threads=threads, scheduler=scheduler,
+                            overwrite=overwrite, progress=progress)
 
 
 def inspect_dataset(ds: Dataset, out: Path) -> dict:

@@ -1,0 +1,220 @@
+"""Stages that read a trained model: extract, ood, generate, partition. Each loads its inputs
+(checkpoint, data sets), calls the libraries and writes its JSON and figures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import h5py
+import numpy as np
+
+from spinscore import __version__, checkpoints
+from spinscore.errors import SpinscoreError
+from spinscore.io import read_dataset
+from spinscore.stages.data import write_json
+
+NETWORK_SUMMARY = ("cosine", "r2", "worst_ratio_error", "scale_over_beta")
+
+
+def extract(data: str | Path, out: str | Path, method: str = "network",
+            checkpoint: str | Path | None = None, t_eval: float = 1e-4, n_boot: int = 200,
+            batch_size: int = 128, per_config: bool = False, progress: bool = True,
+            t_extrapolate: list[float] | None = None) -> dict:
+    """`spinscore extract`: extraction.json (and for the network the interaction profile, PNG +
+    JSON, and with `per_config` the OOD flag of every snapshot, per_config.json) in `out`.
+
+    The network is read at `t_eval` (OLS and direct-W) and at each of `t_extrapolate`
+    (default: `default_readout_times` of the checkpoint's smallest training time; [] for
+    none), whose OLS estimates are extrapolated to t = 0 (`result["extrapolated"]`).
+    `result["warnings"]` lists readout times outside the model's training range."""
+    from spinscore.analysis import baselines
+    from spinscore.analysis import extract as ex
+    from spinscore.analysis.readout import identifiability
+
+    ds = read_dataset(data)
+    out = Path(out)
+    system = ds.config.system
+    profile, eqs = None, None
+    if method == "network":
+        if checkpoint is None:
+            raise SpinscoreError("--method network needs --checkpoint")
+        model, _, meta = checkpoints.load_model(checkpoint)
+        checkpoints.check_compatible(meta, system.types, system.max_range, str(data))
+        result, profile = _network_extraction(model, meta, ds, t_eval, n_boot, batch_size,
+                                              progress, t_extrapolate)
+        result.update(checkpoint=str(checkpoint), checkpoint_format=meta["format"],
+                      trained_t=meta["trained_t"])
+        if per_config:
+            _per_config(model, ds, t_eval, batch_size, progress, out)
+    elif method == "oracle":
+        eqs = ex.accumulate(ds, ex.oracle_force(ds), batch_size, progress)
+        result = ex.summarise(eqs, ds, "oracle", n_boot)
+    elif method == "score-matching":
+        _, eqs = baselines.score_matching(ds, batch_size, progress)
+        result = ex.summarise(eqs, ds, "score-matching", n_boot, unit=system.beta,
+                              with_r2=False)
+    elif method == "pseudolikelihood":
+        theta, info = baselines.pseudo_likelihood(ds, batch_size, progress)
+        xtx = info.pop("xtx")
+        result = ex.describe(theta / system.beta, None, ds, "pseudolikelihood", system.beta, xtx)
+        result["optimiser"] = info
+    else:
+        raise SpinscoreError(f"--method: unknown method {method!r}")
+    if eqs is not None:
+        result["identifiability"] = identifiability(eqs.total("xtx"), system.parameter_vector(),
+                                                    ds.n_sequences * ds.n_snapshots)
+    result["data"] = str(data)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "extraction.json", result)
+    if profile is not None:
+        from spinscore.report.figures import profile_figure, save_figure
+
+        write_json(out / "interaction_profile.json", profile)
+        save_figure(profile_figure(profile), out / "interaction_profile.png")
+    return result
+
+
+def _network_extraction(model, meta, ds, t_eval, n_boot, batch_size, progress, t_extrapolate):
+    """The network's readouts (analysis.extract): OLS and direct-W at t_eval, OLS against t,
+    the extrapolation to t = 0, identifiability; and the interaction profile."""
+    from spinscore.analysis import extract as ex
+    from spinscore.analysis.readout import identifiability
+
+    system = ds.config.system
+    extra = ex.default_readout_times(meta["trained_t"][0]) if t_extrapolate is None \
+        else sorted(t_extrapolate)
+    times = sorted({t_eval, *extra})
+    all_eqs, direct = ex.network_readout(model, ds, times, t_eval, batch_size, progress)
+    eqs = all_eqs[times.index(t_eval)]
+    result = ex.summarise(eqs, ds, "network", n_boot, t_eval=t_eval)
+    result["direct_w"] = {"t_eval": t_eval, **direct.metrics(system.beta)}
+    result["readout_by_t"] = ex.readout_by_time(all_eqs, times, ds)
+    if len(extra) >= 2:
+        picked = [all_eqs[times.index(t)] for t in extra]
+        result["extrapolated"] = ex.summarise_extrapolated(picked, extra, ds, n_boot)
+    warnings = [checkpoints.time_range_warning(meta, [t_eval], "--t-eval"),
+                checkpoints.time_range_warning(meta, extra, "--t-extrapolate")]
+    result["warnings"] = [w for w in warnings if w]
+    result["identifiability"] = identifiability(eqs.total("xtx"), system.parameter_vector(),
+                                                ds.n_sequences * ds.n_snapshots)
+    return result, ex.interaction_profile(model, ds, t_eval)
+
+
+def _per_config(model, ds, t_eval, batch_size, progress, out: Path) -> None:
+    from spinscore.analysis.ood import explained_variance
+
+    system = ds.config.system
+    ev = explained_variance(model, ds, system.types, system.max_range, t_eval, batch_size,
+                            progress)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "per_config.json", {
+        "flag": "explained variance of the network's force on the local basis",
+        "t_eval": t_eval, "median": float(np.median(ev)),
+        "explained_variance": ev.tolist()})  # (n_seq, n_snap)
+
+
+def ood(checkpoint, data, ood_paths: dict[str, str], out, t_eval: float = 1e-4,
+        progress: bool = True) -> dict:
+    """`spinscore ood`: ood.json (EVs summarised, AUCs) and ood.png in `out`."""
+    from spinscore.analysis.ood import ood_report
+    from spinscore.report.figures import ood_figure, save_figure
+
+    model, _, meta = checkpoints.load_model(checkpoint)
+    sets = {name: read_dataset(path) for name, path in ood_paths.items()}
+    summary, flags = ood_report(model, meta, read_dataset(data), sets, t_eval, progress)
+    summary["checkpoint"] = str(checkpoint)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "ood.json", summary)
+    save_figure(ood_figure(flags, summary), out / "ood.png")
+    return summary
+
+
+def generate(model, config, meta: dict, types: np.ndarray, n: int, out: str | Path, *,
+             method: Literal["ode", "sde"] = "ode", steps: int | None = None, seed: int = 0,
+             reference_snapshots: int = 200, progress: bool = False,
+             png: str | Path | None = None, summary: str | Path | None = None) -> dict:
+    """Generated chains of `types` against REMC (`analysis.generation.compare_with_remc`):
+    the chains in `out` (HDF5), the energy histograms in `png` (default OUT.png), the summary
+    in `summary` (default OUT.json). Returns the summary."""
+    from spinscore.analysis.generation import compare_with_remc
+    from spinscore.report.diffusion_figures import energy_histogram_figure
+    from spinscore.report.figures import save_figure
+
+    out = Path(out)
+    png = Path(png) if png else out.with_suffix(".png")
+    summary = Path(summary) if summary else out.with_suffix(".json")
+    for path in (out, png, summary):
+        path.parent.mkdir(parents=True, exist_ok=True)  # now, not after the sampling
+    spins, e_gen, result = compare_with_remc(model, config, meta, types, n, method=method,
+                                             steps=steps, seed=seed,
+                                             reference_snapshots=reference_snapshots,
+                                             progress=progress)
+    e_ref = np.asarray(result.pop("energies_reference"))
+    diffusion = config.diffusion
+    _write_chains(out, spins, np.asarray(types), e_gen, {
+        "sequence": result["sequence"], "method": method, "steps": -1 if steps is None else steps,
+        "seed": seed, "t_min": diffusion.t_min, "t_max": diffusion.t_max,
+        "system": config.to_yaml(("system",)), "spinscore_version": __version__})
+    result["chains"] = str(out)
+    title = (f"{result['sequence']} (L = {len(types)}), T = {config.system.temperature:g}, "
+             f"{method}")
+    save_figure(energy_histogram_figure(e_gen, e_ref, title=title), png)
+    write_json(summary, result)
+    return result
+
+
+def _write_chains(path: Path, spins: np.ndarray, types: np.ndarray, energies: np.ndarray,
+                  attrs: dict) -> None:
+    """HDF5 with spins float32 (n, L, 3), types int8 (L,), energy float64 (n,), attrs; written
+    to PATH.tmp and renamed, so a crash never leaves a partial file at PATH."""
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("spins", data=spins.astype(np.float32))
+        f.create_dataset("types", data=types.astype(np.int8))
+        f.create_dataset("energy", data=energies)
+        for key, value in attrs.items():
+            f.attrs[key] = value
+    os.replace(tmp, path)
+
+
+def generate_for_test_sequence(checkpoint: str | Path, data: str | Path, sequence_index: int,
+                               n: int, out_dir: str | Path, **options) -> dict:
+    """`generate` for test sequence `sequence_index` of the data set `data`: OUT_DIR/
+    generated.h5, generate.png and generate.json."""
+    model, config, meta, _, types = checkpoints.load_model_for_sequence(checkpoint, data, sequence_index)
+    out = Path(out_dir)
+    return generate(model, config, meta, types, n, out / "generated.h5",
+                    png=out / "generate.png", summary=out / "generate.json", **options)
+
+
+def partition(checkpoint: str | Path, data: str | Path, sequence_index: int,
+              out_dir: str | Path, *, per_temperature: int = 20,
+              divergence: Literal["exact", "hutchinson"] = "exact", seed: int = 0,
+              progress: bool = False, **options) -> dict:
+    """`analysis.partition.partition_analysis` for test sequence `sequence_index` of `data`,
+    checked against the checkpoint (couplings, max_length): OUT_DIR/partition.png and
+    partition.json. Returns the summary (without the per-configuration points)."""
+    from spinscore.analysis.partition import partition_analysis
+    from spinscore.report.diffusion_figures import partition_figure_of
+    from spinscore.report.figures import save_figure
+
+    model, config, meta, ds, types = checkpoints.load_model_for_sequence(checkpoint, data, sequence_index)
+    if ds.config.system.coupling_table().tolist() != config.system.coupling_table().tolist():
+        raise SpinscoreError(f"{data}: couplings differ from those the checkpoint was trained on")
+    if len(types) > meta["max_length"]:
+        raise SpinscoreError(f"{data}: sequence {sequence_index} has {len(types)} sites, above "
+                             f"the checkpoint's max_length {meta['max_length']}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = partition_analysis(model, config, types, per_temperature=per_temperature,
+                                divergence=divergence, seed=seed, progress=progress, **options)
+    result = {"checkpoint": str(checkpoint), "data": str(data), "sequence_index": sequence_index,
+              **result}
+    fig = partition_figure_of(result, title=f"sequence {sequence_index} of {Path(data).name} "
+                                            f"(L = {result['length']}), {divergence} divergence")
+    save_figure(fig, out / "partition.png")
+    write_json(out / "partition.json", result)
+    return {k: v for k, v in result.items() if k != "points"}
