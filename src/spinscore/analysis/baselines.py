@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize
-from tqdm.auto import tqdm
 
-from spinscore.analysis.extract import snapshot_batches
+from spinscore.analysis.batches import snapshot_batches
 from spinscore.analysis.inversion import NormalEquations, design_matrix, neighbour_sums
 from spinscore.io import Dataset
 from spinscore.physics.exact import langevin, log_sinhc
@@ -31,15 +30,9 @@ from spinscore.physics.hamiltonian import bond_classes
 def _batches(ds: Dataset, batch_size: int, progress: bool, desc: str):
     system = ds.config.system
     n_params = len(system.parameter_names())
-    with tqdm(total=ds.n_sequences * ds.n_snapshots, unit="snapshot", desc=desc,
-              disable=not progress) as bar:
-        for seq, snap in snapshot_batches(ds, batch_size):
-            n = int(ds.length[seq].max())
-            spins = ds.spins[seq, snap, :n].astype(np.float64)
-            types = ds.types[seq, :n]
-            classes = bond_classes(types, system.n_types, system.max_range)
-            yield seq, spins, types >= 0, classes, n_params
-            bar.update(len(seq))
+    for b in snapshot_batches(ds, batch_size, progress, desc):
+        classes = bond_classes(b.types, system.n_types, system.max_range)
+        yield b.seq, b.spins, b.mask, classes, n_params
 
 
 def score_matching(ds: Dataset, batch_size: int = 256, progress: bool = True

@@ -6,38 +6,15 @@ checks the design matrix end to end), and the classical estimators of `baselines
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from spinscore.analysis.batches import network_field, snapshot_batches
 from spinscore.analysis.inversion import NormalEquations, coupling_metrics, design_matrix
 from spinscore.analysis.paper_values import PUBLISHED_METRICS, PUBLISHED_RATIOS
 from spinscore.analysis.readout import DirectWStats, extrapolated_readout
-from spinscore.geometry.sphere import tangent_project
 from spinscore.io import Dataset
 from spinscore.physics.hamiltonian import bond_classes, bond_couplings, tangent_force
-
-
-def snapshot_batches(ds: Dataset, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(sequence ids, snapshot ids) of all snapshots, in batches of similar chain length."""
-    seq = np.repeat(np.arange(ds.n_sequences), ds.n_snapshots)
-    snap = np.tile(np.arange(ds.n_snapshots), ds.n_sequences)
-    order = np.argsort(ds.length[seq], kind="stable")
-    for a in range(0, len(order), batch_size):
-        idx = order[a : a + batch_size]
-        yield seq[idx], snap[idx]
-
-
-@torch.no_grad()
-def network_force(model, spins: np.ndarray, types: np.ndarray, t_eval: float,
-                  device: str = "cpu") -> np.ndarray:
-    """The model's score at time t_eval on a batch: spins (B, N, 3), types (B, N) -> (B, N, 3)."""
-    x = torch.as_tensor(spins, dtype=torch.float32, device=device)
-    ty = torch.as_tensor(types, dtype=torch.int64, device=device)
-    t = torch.full((len(x),), float(t_eval), device=device)
-    return model(x, ty, t).double().cpu().numpy()
 
 
 def accumulate(ds: Dataset, force_fn, batch_size: int = 128, progress: bool = True,
@@ -47,17 +24,11 @@ def accumulate(ds: Dataset, force_fn, batch_size: int = 128, progress: bool = Tr
     system = ds.config.system
     n_params = len(system.parameter_names())
     eqs = NormalEquations.zeros(ds.n_sequences, n_params)
-    total = ds.n_sequences * ds.n_snapshots
-    with tqdm(total=total, unit="snapshot", desc=desc, disable=not progress) as bar:
-        for seq, snap in snapshot_batches(ds, batch_size):
-            n = int(ds.length[seq].max())
-            spins = ds.spins[seq, snap, :n].astype(np.float64)
-            types = ds.types[seq, :n].astype(np.int64)
-            y = force_fn(spins, types, seq)
-            x = design_matrix(spins, bond_classes(types, system.n_types, system.max_range),
-                              n_params)
-            eqs.add(seq, x, y, types >= 0)
-            bar.update(len(seq))
+    for b in snapshot_batches(ds, batch_size, progress, desc):
+        y = force_fn(b.spins, b.types, b.seq)
+        x = design_matrix(b.spins, bond_classes(b.types, system.n_types, system.max_range),
+                          n_params)
+        eqs.add(b.seq, x, y, b.mask)
     return eqs
 
 
@@ -157,7 +128,7 @@ def quick_network_extraction(model, ds: Dataset, t_eval: float, batch_size: int 
     model.eval()
 
     def force(spins, types, seq):
-        return network_force(model, spins, types, t_eval)
+        return network_field(model, spins, types, t_eval)[1].double().numpy()
     return summarise(accumulate(ds, force, batch_size, progress), ds, "network", n_boot=0,
                      t_eval=t_eval)
 
@@ -173,22 +144,14 @@ def network_readout(model, ds: Dataset, times: list[float], t_direct: float | No
     eqs = [NormalEquations.zeros(ds.n_sequences, n_params) for _ in times]
     direct = None if t_direct is None else DirectWStats.zeros(
         system.parameter_vector(), ds.n_sequences, system.max_range, ds.spins.shape[2])
-    total = ds.n_sequences * ds.n_snapshots
-    with tqdm(total=total, unit="snapshot", desc="extract", disable=not progress) as bar:
-        for seq, snap in snapshot_batches(ds, batch_size):
-            n = int(ds.length[seq].max())
-            spins = ds.spins[seq, snap, :n].astype(np.float64)
-            types = ds.types[seq, :n].astype(np.int64)
-            classes = bond_classes(types, system.n_types, system.max_range)
-            x = design_matrix(spins, classes, n_params)
-            xs, ty = torch.as_tensor(spins, dtype=torch.float32), torch.as_tensor(types)
-            for k, t in enumerate(times):
-                w = model.couplings(xs, ty, torch.full((len(seq),), float(t)))
-                y = tangent_project(xs, w @ xs).double().numpy()
-                eqs[k].add(seq, x, y, types >= 0)
-                if t == t_direct:
-                    direct.add(seq, w.double().numpy(), classes, types >= 0)
-            bar.update(len(seq))
+    for b in snapshot_batches(ds, batch_size, progress, "extract"):
+        classes = bond_classes(b.types, system.n_types, system.max_range)
+        x = design_matrix(b.spins, classes, n_params)
+        for k, t in enumerate(times):
+            w, y = network_field(model, b.spins, b.types, t)
+            eqs[k].add(b.seq, x, y.double().numpy(), b.mask)
+            if t == t_direct:
+                direct.add(b.seq, w.double().numpy(), classes, b.mask)
     return eqs, direct
 
 
@@ -237,18 +200,15 @@ def interaction_profile(model, ds: Dataset, t_eval: float, max_distance: int = 1
     over (up to `max_snapshots` of) the test snapshots."""
     values: list[list[np.ndarray]] = [[] for _ in range(max_distance)]
     seen = 0
-    for seq, snap in snapshot_batches(ds, batch_size):
+    for b in snapshot_batches(ds, batch_size):
         if seen >= max_snapshots:
             break
-        n = int(ds.length[seq].max())
-        x = torch.as_tensor(ds.spins[seq, snap, :n], dtype=torch.float32)
-        ty = torch.as_tensor(ds.types[seq, :n], dtype=torch.int64)
-        w = model.couplings(x, ty, torch.full((len(seq),), float(t_eval))).abs().numpy()
-        valid = ds.types[seq, :n] >= 0
+        n = b.spins.shape[1]
+        w = network_field(model, b.spins, b.types, t_eval)[0].abs().numpy()
         for d in range(1, min(max_distance, n - 1) + 1):
-            pair_ok = valid[:, :-d] & valid[:, d:]
+            pair_ok = b.mask[:, :-d] & b.mask[:, d:]
             values[d - 1].append(np.diagonal(w, offset=d, axis1=1, axis2=2)[pair_ok])
-        seen += len(seq)
+        seen += len(b.seq)
     dist, mean, q25, q75 = [], [], [], []
     for d, vs in enumerate(values, start=1):
         if vs and sum(len(v) for v in vs):

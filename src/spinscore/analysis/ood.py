@@ -26,9 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.stats import mannwhitneyu
-from tqdm.auto import tqdm
 
-from spinscore.analysis.extract import network_force, snapshot_batches
+from spinscore.analysis.batches import network_field, snapshot_batches
 from spinscore.analysis.inversion import design_matrix
 from spinscore.errors import SpinscoreError
 from spinscore.io import Dataset
@@ -67,15 +66,10 @@ def explained_variance(model, ds: Dataset, types: tuple[str, ...], max_range: in
     n_types = len(types)
     n_params = max_range * n_types * (n_types + 1) // 2
     ev = np.empty((ds.n_sequences, ds.n_snapshots))
-    with tqdm(total=ev.size, unit="snapshot", desc=desc, disable=not progress) as bar:
-        for seq, snap in snapshot_batches(ds, batch_size):
-            n = int(ds.length[seq].max())
-            spins = ds.spins[seq, snap, :n].astype(np.float64)
-            ty = ds.types[seq, :n].astype(np.int64)
-            y = network_force(model, spins, ty, t_eval)
-            x = design_matrix(spins, bond_classes(ty, n_types, max_range), n_params)
-            ev[seq, snap] = config_explained_variance(y, x, ty >= 0)
-            bar.update(len(seq))
+    for b in snapshot_batches(ds, batch_size, progress, desc):
+        y = network_field(model, b.spins, b.types, t_eval)[1].double().numpy()
+        x = design_matrix(b.spins, bond_classes(b.types, n_types, max_range), n_params)
+        ev[b.seq, b.snap] = config_explained_variance(y, x, b.mask)
     return ev
 
 
@@ -85,14 +79,10 @@ def configurational_temperature(model, ds: Dataset, t_eval: float = 1e-4,
     """theta (n_seq, n_snap): the configurational temperature of the model's pairwise field on
     each configuration in units of the training temperature (see the module docstring)."""
     theta = np.empty((ds.n_sequences, ds.n_snapshots))
-    for seq, snap in snapshot_batches(ds, batch_size):
-        n = int(ds.length[seq].max())
-        x = torch.as_tensor(ds.spins[seq, snap, :n], dtype=torch.float64)
-        ty = torch.as_tensor(ds.types[seq, :n], dtype=torch.int64)
-        t = torch.full((len(seq),), float(t_eval))
-        w = model.couplings(x.float(), ty, t).double()  # (B, N, N), zero on padding
-        s, div = pairwise_field(w, x)
-        theta[seq, snap] = ((s**2).sum((1, 2)) / -div).numpy()
+    for b in snapshot_batches(ds, batch_size):
+        w = network_field(model, b.spins, b.types, t_eval)[0].double()  # (B, N, N)
+        s, div = pairwise_field(w, torch.as_tensor(b.spins))
+        theta[b.seq, b.snap] = ((s**2).sum((1, 2)) / -div).numpy()
     return theta
 
 

@@ -1,0 +1,62 @@
+"""One way through a data set's snapshots, and one way to ask a network for its field on them.
+
+Every analysis that reads all snapshots (extraction, classical estimators, OOD flags, the
+interaction profile) walks `snapshot_batches`: batches of similar chain length, each cropped to
+its longest chain, with a progress bar. Every analysis that reads a network asks `network_field`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from spinscore.geometry.sphere import tangent_project
+from spinscore.io import Dataset
+
+
+@dataclass
+class SnapshotBatch:
+    """Snapshots of a batch: seq, snap (B,) indices into the data set; spins (B, N, 3) float64,
+    types (B, N) int64 with -1 on padding, N the longest chain of the batch."""
+
+    seq: np.ndarray
+    snap: np.ndarray
+    spins: np.ndarray
+    types: np.ndarray
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(B, N) real sites."""
+        return self.types >= 0
+
+
+def snapshot_batches(ds: Dataset, batch_size: int = 128, progress: bool = False,
+                     desc: str = "snapshots") -> Iterator[SnapshotBatch]:
+    """All snapshots of `ds` in batches of similar chain length, cropped to the longest chain
+    of each batch, with a progress bar (in snapshots) when `progress`."""
+    seq = np.repeat(np.arange(ds.n_sequences), ds.n_snapshots)
+    snap = np.tile(np.arange(ds.n_snapshots), ds.n_sequences)
+    order = np.argsort(ds.length[seq], kind="stable")
+    with tqdm(total=len(order), unit="snapshot", desc=desc, disable=not progress) as bar:
+        for a in range(0, len(order), batch_size):
+            s, k = seq[order[a : a + batch_size]], snap[order[a : a + batch_size]]
+            n = int(ds.length[s].max())
+            yield SnapshotBatch(s, k, ds.spins[s, k, :n].astype(np.float64),
+                                ds.types[s, :n].astype(np.int64))
+            bar.update(len(s))
+
+
+@torch.no_grad()
+def network_field(model, spins: np.ndarray, types: np.ndarray, t: float,
+                  device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The network at diffusion time t on a batch, in float32 as it runs: (W (B, N, N),
+    score (B, N, 3) = P_i sum_j W_ij S_j, exactly the model's forward pass) as CPU tensors.
+    spins (B, N, 3), types (B, N) with -1 on padding."""
+    x = torch.as_tensor(spins, dtype=torch.float32, device=device)
+    ty = torch.as_tensor(types, dtype=torch.int64, device=device)
+    w = model.couplings(x, ty, torch.full((len(x),), float(t), device=device))
+    return w.cpu(), tangent_project(x, w @ x).cpu()
