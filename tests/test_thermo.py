@@ -11,7 +11,6 @@ from spinscore.analysis.thermo import (
     beta_grid,
     exact_single_range,
     integrate_log_z,
-    sequence_types,
     thermodynamic_integration,
 )
 from spinscore.config import SimulationConfig, parse_config
@@ -30,7 +29,7 @@ def system_of(spec):
 def nn_result():
     """TI of a 20-spin nearest-neighbour chain at the paper's beta = 20, and its exact answer."""
     system = system_of(NN_SYSTEM)
-    types = sequence_types(system, "ABBABAAABBBABABBAABA")
+    types = system.sequence_from_text("ABBABAAABBBABABBAABA")
     sim = SimulationConfig(sequences=1, snapshots=1, burn_in=1000, swap_every=10)
     result = thermodynamic_integration(system, types, 20.0, 100, sim, seed=3, runs=8, sweeps=2000)
     return result, exact_single_range(system, types, result["betas"])
@@ -78,7 +77,7 @@ def test_error_bars_are_honest(nn_result):
 def test_next_nearest_only_chain():
     """A J2-only chain is two independent nearest-neighbour chains: TI agrees with its exact ln Z."""
     system = system_of(NNN_ONLY)
-    types = sequence_types(system, "ABBABAABBBAB")
+    types = system.sequence_from_text("ABBABAABBBAB")
     sim = SimulationConfig(sequences=1, snapshots=1, burn_in=300, swap_every=10)
     result = thermodynamic_integration(system, types, 5.0, 41, sim, seed=1, runs=6, sweeps=1000)
     exact = exact_single_range(system, types, result["betas"])
@@ -87,7 +86,7 @@ def test_next_nearest_only_chain():
 
 def test_deterministic_and_thread_independent():
     system = system_of(PAPER_SYSTEM)
-    types = sequence_types(system, "ABBAABAB")
+    types = system.sequence_from_text("ABBAABAB")
     sim = SimulationConfig(sequences=1, snapshots=1, burn_in=20, swap_every=5)
     runs = [thermodynamic_integration(system, types, 4.0, 9, sim, seed=5, runs=3, sweeps=50,
                                       threads=t) for t in (1, 2, 1)]
@@ -101,15 +100,15 @@ def test_deterministic_and_thread_independent():
 
 def test_sequence_types():
     system = system_of(PAPER_SYSTEM)
-    np.testing.assert_array_equal(sequence_types(system, "AB BA"), [0, 1, 1, 0])
+    np.testing.assert_array_equal(system.sequence_from_text("AB BA"), [0, 1, 1, 0])
     long_names = {"types": ["Ala", "Gly"], "couplings": {1: {"Ala-Ala": 1, "Ala-Gly": 0.5,
                                                              "Gly-Gly": 0.2}},
                   "length": [5, 10], "temperature": 1.0}
-    np.testing.assert_array_equal(sequence_types(system_of(long_names), "Ala,Gly, Gly Ala"), [0, 1, 1, 0])
+    np.testing.assert_array_equal(system_of(long_names).sequence_from_text("Ala,Gly, Gly Ala"), [0, 1, 1, 0])
     with pytest.raises(SpinscoreError, match="unknown site type 'C' at position 2"):
-        sequence_types(system, "ABCA")
+        system.sequence_from_text("ABCA")
     with pytest.raises(SpinscoreError, match="too short for interaction range 2"):
-        sequence_types(system, "AB")
+        system.sequence_from_text("AB")
 
 
 # --- command line ------------------------------------------------------------------------------

@@ -244,12 +244,11 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
     import math
     import os
 
-    from spinscore.analysis.thermo import sequence_types
     from spinscore.config import load_config
 
     config = load_config(config_path, overrides)
     system, sim = config.system, config.simulation
-    types = sequence_types(system, sequence)
+    types = system.sequence_from_text(sequence)
     beta0 = system.beta if beta0 is None else beta0
     seed = sim.seed if seed is None else seed
     threads = threads if threads is not None else (os.cpu_count() or 1)
@@ -293,7 +292,6 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def sample(checkpoint, sequence, n_chains, out, method, steps, seed, reference_snapshots, quiet):
     """Generate chains of one sequence from a trained model; compare their energies with REMC."""
-    from spinscore.analysis.thermo import sequence_types
     from spinscore.checkpoints import load_model
 
     checks = [(n_chains >= 1, "--n", n_chains), (steps is None or steps >= 1, "--steps", steps),
@@ -304,7 +302,7 @@ def sample(checkpoint, sequence, n_chains, out, method, steps, seed, reference_s
             raise SpinscoreError(f"{name}: expected a positive integer (>= 2 for "
                                  f"--reference-snapshots, >= 0 for --seed), got {got}")
     model, config, meta = load_model(checkpoint)
-    types = sequence_types(config.system, sequence)
+    types = config.system.sequence_from_text(sequence)
     result = stages.generate(model, config, meta, types, n_chains, out, method=method,
                                   steps=steps, seed=seed, reference_snapshots=reference_snapshots,
                                   progress=not quiet)

@@ -23,7 +23,7 @@ from scipy.optimize import minimize
 from spinscore.analysis.batches import snapshot_batches
 from spinscore.analysis.inversion import NormalEquations, design_matrix, neighbour_sums
 from spinscore.io import Dataset
-from spinscore.physics.exact import langevin, log_sinhc
+from spinscore.physics.exact import LOG_4PI, langevin, log_sinhc
 from spinscore.physics.hamiltonian import bond_classes
 
 
@@ -70,7 +70,7 @@ def pseudo_likelihood(ds: Dataset, batch_size: int = 256, progress: bool = True,
     def negative(theta):
         h = np.einsum("p,mpc->mc", theta, g)
         kappa = np.linalg.norm(h, axis=-1)
-        ll = gs_dot @ theta - np.log(4 * np.pi) - log_sinhc(kappa)
+        ll = gs_dot @ theta - LOG_4PI - log_sinhc(kappa)
         unit = h / np.where(kappa > 0, kappa, 1.0)[:, None]
         # d/dtheta log(sinh k / k) = L(k) * (h_hat . g_k)
         grad = gs_dot - langevin(kappa)[:, None] * np.einsum("mc,mpc->mp", unit, g)

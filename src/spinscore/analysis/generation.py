@@ -15,12 +15,6 @@ from spinscore.physics.hamiltonian import bond_couplings, chirality_reversals, e
 from spinscore.sampling.remc import simulate_chain
 
 
-def sequence_name(system, types: np.ndarray) -> str:
-    """The site types as text: letters concatenated, or comma-separated for longer names."""
-    sep = "" if all(len(t) == 1 for t in system.types) else ","
-    return sep.join(system.types[k] for k in types)
-
-
 def compare_with_remc(model, config, meta: dict, types: np.ndarray, n: int, *,
                       method: Literal["ode", "sde"] = "ode", steps: int | None = None,
                       seed: int = 0, reference_snapshots: int = 200, progress: bool = False
@@ -53,7 +47,7 @@ def compare_with_remc(model, config, meta: dict, types: np.ndarray, n: int, *,
     e_ref = energy(ref.spins, bonds)
     remc_s = time.perf_counter() - tick
     result = {
-        "sequence": sequence_name(system, types), "length": len(types),
+        "sequence": system.sequence_text(types), "length": len(types),
         "temperature": system.temperature, "method": method, "steps": steps, "seed": seed,
         **energy_comparison(e_gen, e_ref),
         "energy_per_spin_generated": float(e_gen.mean() / len(types)),

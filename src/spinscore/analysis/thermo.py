@@ -23,7 +23,6 @@ sqrt(w^T Cov w / runs), w the Simpson weights and Cov the covariance of the runs
 
 from __future__ import annotations
 
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -32,32 +31,9 @@ from scipy.integrate import simpson
 from tqdm.auto import tqdm
 
 from spinscore.config import SimulationConfig, SystemConfig
-from spinscore.errors import SpinscoreError
-from spinscore.physics.exact import chain_bonds_by_range, nn_chain_log_z, nn_chain_mean_energy
+from spinscore.physics.exact import LOG_4PI, chain_bonds_by_range, nn_chain_log_z, nn_chain_mean_energy
 from spinscore.physics.hamiltonian import bond_couplings
 from spinscore.sampling.remc import simulate_chain
-
-LOG_4PI = float(np.log(4.0 * np.pi))
-
-
-def sequence_types(system: SystemConfig, sequence: str) -> np.ndarray:
-    """Site types of a sequence written with the type names of `system`.
-
-    One character per site ("ABBA") when every type name is a single character, otherwise names
-    separated by commas or spaces ("Ala,Gly,Gly"). Returns (L,) int64 indices into system.types.
-    Raises SpinscoreError naming an unknown type, or a chain too short for the interaction range.
-    """
-    single = all(len(t) == 1 for t in system.types)
-    names = [c for c in sequence if not c.isspace()] if single else re.split(r"[,\s]+", sequence.strip())
-    names = [n for n in names if n]
-    for pos, name in enumerate(names):
-        if name not in system.types:
-            raise SpinscoreError(f"sequence: unknown site type {name!r} at position {pos} "
-                                 f"(types are {list(system.types)})")
-    if len(names) < system.max_range + 1:
-        raise SpinscoreError(f"sequence: {len(names)} sites are too short for interaction range "
-                             f"{system.max_range} (need at least {system.max_range + 1})")
-    return np.array([system.types.index(n) for n in names], dtype=np.int64)
 
 
 def beta_grid(beta0: float, n_points: int) -> np.ndarray:

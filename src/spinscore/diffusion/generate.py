@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from spinscore.diffusion.likelihood import pf_ode_trajectory, velocity_field
+from spinscore.diffusion.flow import pf_ode_trajectory, velocity_field
 from spinscore.geometry.sphere import exp_map, tangent_project, uniform_sphere
 
 __all__ = ["energy_comparison", "log_time_grid", "sample_chains"]

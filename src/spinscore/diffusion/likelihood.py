@@ -85,8 +85,16 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torchdiffeq import odeint
 from tqdm.auto import tqdm
 
+from spinscore.diffusion.flow import (
+    Field,
+    explicit_divergence,
+    pf_ode_trajectory,
+    trajectory,
+    unit_state,
+    velocity_field,
+)
 from spinscore.geometry.sphere import tangent_project
-from spinscore.model.score_model import pairwise_field
+from spinscore.physics.exact import LOG_4PI
 
 __all__ = [
     "LikelihoodResult",
@@ -100,7 +108,6 @@ __all__ = [
     "velocity_field",
 ]
 
-LOG_4PI = math.log(4 * math.pi)
 QUADRATURE_RULE = "gk21"  # scipy cubature rule for the divergence integral in u
 # Default tolerance of that integral, nats per spin, on scipy's error estimate |K21 − G10|. That
 # estimate is the error of the 10-point Gauss rule; the 21-point Kronrod result that is returned
@@ -111,9 +118,6 @@ MAX_SUBDIVISIONS = 64
 PRIMAL_BUDGET = 40_000  # configurations × N² per primal pass of the quadrature's divergence
 PAIR_BUDGET = 40_000  # configurations × N² per vmapped product call: ~20-60 configurations of
 # 30 spins per call is fastest on a CPU (measured: 480 per call is 2.5x slower per product)
-
-Field = Callable[[Tensor], Tensor]  # (B, N, 3) unit spins -> (B, N, 3) tangent velocity
-
 
 def tangent_frame(x: Tensor) -> Tensor:
     """Orthonormal frame (e_1, e_2) of the tangent plane at each unit vector, shape (..., 2, 3).
@@ -126,30 +130,6 @@ def tangent_frame(x: Tensor) -> Tensor:
     e1 = e1 / torch.linalg.vector_norm(e1, dim=-1, keepdim=True)
     e2 = torch.linalg.cross(x, e1, dim=-1)
     return torch.stack([e1, e2], dim=-2)
-
-
-def _model_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:
-    param = next((p for p in model.parameters() if p.is_floating_point()), None)
-    return default if param is None else param.dtype
-
-
-def velocity_field(model: nn.Module, types: Tensor, t: float | Tensor, dtype: torch.dtype) -> Field:
-    """The probability-flow velocity in u = ln t: y ↦ dx/du = −½ t s_θ(y, t).
-
-    types: (B, N) long, −1 on padding; t: diffusion time, a scalar or one per configuration
-    (B,). The returned function maps unit spins (B, N, 3) of any float dtype to (B, N, 3) in
-    that dtype (units rad per unit of u), tangent at y and zero on padding; the network runs in
-    its own parameter dtype.
-    """
-    t_batch = torch.as_tensor(t, dtype=dtype, device=types.device).expand(types.shape[0])
-    scale = (-0.5 * t_batch)[:, None, None]
-    model_dtype = _model_dtype(model, dtype)
-
-    def field(y: Tensor) -> Tensor:
-        s = model(y.to(model_dtype), types, t_batch.to(model_dtype))
-        return scale.to(y.dtype) * s.to(y.dtype)
-
-    return field
 
 
 def _linearize(fn: Field, x: Tensor, products: str) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
@@ -287,7 +267,7 @@ def solve_likelihood(
         integrator = "quadrature" if divergence == "exact" else "augmented"
     if integrator not in ("quadrature", "augmented"):
         raise ValueError(f"integrator: expected 'quadrature' or 'augmented', got {integrator!r}")
-    x0 = _unit_state(spins, types)
+    x0 = unit_state(spins, types)
     valid = types >= 0
     prior = -LOG_4PI * valid.sum(-1).to(torch.float64)
     noise = _probes(probe, n_probes, x0, generator) if divergence == "hutchinson" else None
@@ -366,7 +346,7 @@ def _quadrature(model: nn.Module, rate, x0: Tensor, types: Tensor, noise: Tensor
         if new:
             k, first = len(new), solves["explicit"] is None
             # the first solve runs to u_max for the explicit part; later ones stop at the nodes
-            xs, explicit, nfe = _trajectory(model, x0, types, [u_min, *new] + [u_max] * first,
+            xs, explicit, nfe = trajectory(model, x0, types, [u_min, *new] + [u_max] * first,
                                             rtol=rtol, atol=atol, solver=solver,
                                             explicit_atol=explicit_atol if first else None)
             solves["nfe"] += nfe
@@ -398,81 +378,6 @@ def _quadrature(model: nn.Module, rate, x0: Tensor, types: Tensor, noise: Tensor
                       f"tolerance {log_p_atol:.3g})", RuntimeWarning, stacklevel=3)
     delta = solves["explicit"] + torch.as_tensor(res.estimate, dtype=torch.float64)
     return delta, torch.as_tensor(res.error, dtype=torch.float64), solves["nfe"], len(cache)
-
-
-def _unit_state(spins: Tensor, types: Tensor) -> Tensor:
-    """float64 unit spins with padding replaced by the north pole (its field is zero)."""
-    x = spins.detach().to(torch.float64)
-    north = torch.tensor([0.0, 0.0, 1.0], dtype=x.dtype, device=x.device)
-    x = torch.where((types >= 0)[..., None], x, north)
-    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-
-
-def pf_ode_trajectory(model: nn.Module, x0: Tensor, types: Tensor, u_grid, *, rtol: float,
-                      atol: float, solver: str = "dopri5") -> Tensor:
-    """Probability-flow trajectory on (S²)^N in u = ln t, read at the times of `u_grid`.
-
-    x0: (B, N, 3) unit spins at u_grid[0]; types: (B, N), −1 on padding; u_grid: increasing
-    (towards the prior) or decreasing (generation) values of ln t. Adaptive `solver` with rtol,
-    atol on the spins (radians), 1-homogeneous extension (module docstring). Returns
-    (len(u_grid), B, N, 3) float64 unit spins (padding: the north pole).
-    """
-    return _trajectory(model, _unit_state(x0, types), types, u_grid, rtol=rtol, atol=atol,
-                       solver=solver)[0]
-
-
-def explicit_divergence(model: nn.Module, x: Tensor, types: Tensor, t: float | Tensor
-                        ) -> tuple[Tensor, Tensor]:
-    """(dx/du (B, N, 3), the explicit part of d(∫div)/du (B,)) at unit spins x, one forward pass.
-
-    For a model with couplings W (score_i = P_i Σ_j W_ij x_j, W symmetric, zero diagonal), the
-    velocity is −½ t P_i (W x)_i and the explicit part, its divergence with W held fixed
-    (`pairwise_field`), is t Σ_ij W_ij x_i·x_j (module docstring); other models:
-    velocity_field and zero.
-    """
-    if not hasattr(model, "couplings"):
-        return velocity_field(model, types, t, x.dtype)(x), x.new_zeros(x.shape[0])
-    t_batch = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
-    model_dtype = _model_dtype(model, x.dtype)
-    w = model.couplings(x.to(model_dtype), types, t_batch.to(model_dtype)).to(x.dtype)
-    score, div = pairwise_field(w, x)
-    return (-0.5 * t_batch)[:, None, None] * score, -0.5 * t_batch * div
-
-
-def _trajectory(model: nn.Module, x0: Tensor, types: Tensor, u_grid, *, rtol: float,
-                atol: float, solver: str, explicit_atol: float | None = None
-                ) -> tuple[Tensor, Tensor | None, int]:
-    """`pf_ode_trajectory` from float64 unit spins x0: (spins at u_grid, the explicit part of
-    ∫div from u_grid[0] to u_grid[-1] (B,) when explicit_atol is given (its absolute
-    tolerance, nats) else None, number of network calls)."""
-    nfe = 0
-    u_lo, u_hi = float(min(u_grid)), float(max(u_grid))
-    margin = max(u_hi - u_lo, 1.0)
-
-    def rhs(u: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        nonlocal nfe
-        nfe += 1
-        x = state[0]
-        r = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-        # adaptive steps overshoot the last node and interpolate back (torchdiffeq); a wild
-        # step of an untrained model can overshoot by hundreds of e-folds (exp overflows), so
-        # time is held within one grid length of the grid
-        t = math.exp(min(max(float(u), u_lo - margin), u_hi + margin))
-        if explicit_atol is None:
-            return (r * velocity_field(model, types, t, x.dtype)(x / r),)
-        velocity, explicit = explicit_divergence(model, x / r, types, t)
-        return r * velocity, explicit
-
-    grid = torch.as_tensor(np.asarray(u_grid, dtype=float), dtype=torch.float64)
-    state, tols = (x0,), {"rtol": rtol, "atol": atol}
-    if explicit_atol is not None:
-        state = (x0, x0.new_zeros(x0.shape[0]))
-        tols = {"rtol": (rtol, 0.0), "atol": (atol, explicit_atol)}
-    with torch.no_grad():
-        out = odeint(rhs, state, grid, method=solver, **tols)
-    xs = out[0]
-    explicit = None if explicit_atol is None else out[1][-1] - out[1][0]
-    return xs / torch.linalg.vector_norm(xs, dim=-1, keepdim=True), explicit, nfe
 
 
 def log_likelihood(model: nn.Module, spins: Tensor, types: Tensor, **options) -> Tensor:

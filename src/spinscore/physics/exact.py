@@ -9,7 +9,11 @@ these formulas exact oracles for any single range too.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+LOG_4PI = math.log(4 * math.pi)  # ln Z of a free unit spin: the log of the area of S^2
 
 
 def langevin(k):
@@ -50,7 +54,7 @@ def chain_bonds_by_range(bonds: np.ndarray) -> list[tuple[int, np.ndarray]]:
 def nn_chain_log_z(bond_j, beta: float) -> float:
     """ln Z of an open nearest-neighbour chain with couplings `bond_j` (n_bonds,) at `beta`."""
     k = beta * np.asarray(bond_j, dtype=float)
-    return float((len(k) + 1) * np.log(4 * np.pi) + np.sum(log_sinhc(k)))
+    return float((len(k) + 1) * LOG_4PI + np.sum(log_sinhc(k)))
 
 
 def nn_chain_mean_energy(bond_j, beta: float) -> float:

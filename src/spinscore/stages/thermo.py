@@ -17,7 +17,6 @@ def thermo(config: RunConfig, types: np.ndarray, out: str | Path, *, beta0: floa
     """`spinscore thermo`: ln Z(beta0) of the sequence `types` (L,) by thermodynamic
     integration (`analysis.thermo`), with the exact value where one exists; thermo.json and
     thermo.png in `out`. Returns the record."""
-    from spinscore.analysis.generation import sequence_name
     from spinscore.analysis.thermo import exact_single_range, thermodynamic_integration
     from spinscore.report.figures import save_figure, thermo_figure
 
@@ -31,7 +30,7 @@ def thermo(config: RunConfig, types: np.ndarray, out: str | Path, *, beta0: floa
     out.mkdir(parents=True, exist_ok=True)
     save_figure(thermo_figure(result, exact), out / "thermo.png")
     record = {
-        "sequence": sequence_name(system, types),
+        "sequence": system.sequence_text(types),
         **{k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in result.items()},
         "exact": None if exact is None else {"log_z": exact["log_z"],
                                              "mean_energy": exact["mean_energy"].tolist()},

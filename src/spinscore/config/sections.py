@@ -1,0 +1,195 @@
+"""The sections of a run's configuration besides the system, composed into `RunConfig`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from spinscore.config.system import SystemConfig, _Frozen
+
+
+class SimulationConfig(_Frozen):
+    """Replica-exchange Monte Carlo (SPEC §3). Temperatures are log-spaced from `t_max` down to
+    `system.temperature`; snapshots are taken from the coldest replica."""
+
+    sequences: int = Field(gt=0)
+    snapshots: int = Field(gt=0)
+    replicas: int = Field(default=16, ge=1)
+    t_max: float = Field(default=5.0, gt=0)
+    burn_in: int = Field(default=2000, ge=0)
+    thinning: int = Field(default=100, gt=0)
+    swap_every: int = Field(default=10, gt=0)
+    seed: int = Field(default=0, ge=0)
+    chunk_size: int = Field(default=32, gt=0)
+
+
+class ModelConfig(_Frozen):
+    """The score network (SPEC §5). The paper's sizes are c_s 64, c_z 32, 4 blocks, 4 heads."""
+
+    single_dim: int = Field(default=64, gt=0)
+    pair_dim: int = Field(default=32, gt=0)
+    blocks: int = Field(default=4, ge=1)
+    heads: int = Field(default=4, ge=1)
+    transition: int = Field(default=2, ge=1)  # hidden width factor of the MLPs
+    max_distance: int = Field(default=32, ge=1)  # |i - j| embedding clipped beyond this
+    max_length: int = Field(default=128, ge=2)  # longest chain the position embedding covers
+    # Output preconditioning c(t) multiplying W: "stiffness" beta / (1 + beta t), the score scale
+    # of a spin of stiffness beta smoothed by the heat kernel (-> beta * force at t = 0, ~ 1/t
+    # at large t), so the trunk predicts O(1) couplings at every t; "constant" beta.
+    output_scaling: Literal["stiffness", "constant"] = "stiffness"
+    # Fourier octaves of the time embedding: frequencies pi/16 * 2^k, k < time_octaves, in
+    # ln t. The highest one bounds how fast the field can vary in t (period 4 in ln t at the
+    # default 4); faster variation makes the probability-flow ODE stiff to integrate.
+    time_octaves: int = Field(default=4, ge=1, le=12)
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.single_dim % self.heads:
+            raise ValueError(f"single_dim ({self.single_dim}) must be divisible by heads "
+                             f"({self.heads})")
+        return self
+
+
+class TimeComponent(_Frozen):
+    """One component of the mixture from which training times t are drawn."""
+
+    weight: float = Field(gt=0)
+    low: float = Field(gt=0)
+    high: float = Field(gt=0)
+    kind: Literal["loguniform", "uniform"] = "loguniform"
+
+    @model_validator(mode="after")
+    def _check(self) -> TimeComponent:
+        if self.low >= self.high:
+            raise ValueError(f"expected low < high, got [{self.low}, {self.high}]")
+        return self
+
+
+class DiffusionConfig(_Frozen):
+    """Brownian motion on each sphere (generator 1/2 Laplacian, t = sigma^2) and the training
+    objective (SPEC §4).
+
+    t is drawn from a mixture of log-uniform / uniform components on [t_min, t_max]. The loss
+    weight is lambda(t) / p(t) with lambda = 1 for `likelihood` (the continuous-time ELBO
+    weighting of a unit-diffusion SDE, whatever p(t) is), so changing where t is sampled only
+    changes the variance, not the objective. `none` gives the plain mean over sampled t;
+    `paper` multiplies by t (the published code's weight). `antithetic`: a batch holds
+    batch_size / 2 snapshots, each noised to x_t and to its mirror image about x_0 (both exact
+    heat-kernel samples; see `diffusion.sde.mirror`).
+    """
+
+    t_min: float = Field(default=1e-3, gt=0)
+    t_max: float = Field(default=5.0, gt=0)
+    t_sampling: tuple[TimeComponent, ...] = (
+        TimeComponent(weight=0.75, low=1e-3, high=0.1),
+        TimeComponent(weight=0.25, low=0.1, high=5.0),
+    )
+    weighting: Literal["likelihood", "none", "paper"] = "likelihood"
+    # lower bound of the loss weight: with `likelihood`, the weight of a sample at small t is
+    # ~t, which starves the zero-noise limit (the force); a floor keeps those samples in play
+    weight_floor: float = Field(default=0.0, ge=0)
+    antithetic: bool = True  # each snapshot noised twice, x_t and its mirror image about x_0
+
+    @model_validator(mode="after")
+    def _check(self) -> DiffusionConfig:
+        if self.t_min >= self.t_max:
+            raise ValueError(f"t_min ({self.t_min}) must be below t_max ({self.t_max})")
+        for c in self.t_sampling:
+            if c.low < self.t_min * (1 - 1e-12) or c.high > self.t_max * (1 + 1e-12):
+                raise ValueError(f"t_sampling component [{c.low}, {c.high}] leaves "
+                                 f"[t_min, t_max] = [{self.t_min}, {self.t_max}]")
+        return self
+
+
+class TrainConfig(_Frozen):
+    """Optimisation (SPEC §5 paper values as defaults). `samples` counts training examples
+    (one random snapshot of one sequence each); the paper's 20 epochs of 40 000 sequences is
+    800 000."""
+
+    samples: int = Field(default=800_000, gt=0)
+    batch_size: int = Field(default=256, gt=0)
+    micro_batch_tokens: int = Field(default=40_000, gt=0)  # sum of L^2 per forward pass
+    lr: float = Field(default=1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    warmup_steps: int = Field(default=50, ge=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+    ema_decay: float = Field(default=0.999, ge=0, lt=1)
+    checkpoint_every: int = Field(default=200, gt=0)  # optimizer steps
+    log_every: int = Field(default=10, gt=0)
+    seed: int = Field(default=0, ge=0)
+
+
+class ReproduceConfig(_Frozen):
+    """`spinscore reproduce`: the evaluation sets and analyses around the trained model.
+
+    The test set and the OOD sets are simulated with the run's system and simulation sections
+    and these changes; the OOD sets are: chains longer than any in training (`ood_length`),
+    a higher temperature (`ood_temperature`), and a Hamiltonian with an extra interaction range
+    whose couplings are `ood_extra_fraction` x the range-1 couplings of each pair.
+    """
+
+    test_sequences: int = Field(default=300, gt=0)
+    test_snapshots: int = Field(default=5, gt=0)
+    test_seed: int = Field(default=1, ge=0)
+    ood_sequences: int = Field(default=100, gt=0)
+    ood_snapshots: int = Field(default=5, gt=0)
+    ood_length: tuple[int, int] = (60, 100)
+    ood_temperature: float = Field(default=0.2, gt=0)
+    ood_extra_fraction: float = 0.2
+    t_eval: float = Field(default=1e-4, gt=0)  # zero-noise evaluation time of the network
+    # readout times whose OLS estimates are extrapolated to t = 0 (None: the smallest training
+    # time and three doublings, `analysis.extract.default_readout_times`)
+    t_extrapolate: tuple[float, ...] | None = None
+    mixing_sequences: int = Field(default=200, gt=0)  # re-simulated for the mixing baseline
+    bootstrap: int = Field(default=200, ge=0)
+    partition_sequence: int = Field(default=0, ge=0)  # index into the test set
+    partition_per_temperature: int = Field(default=20, gt=0)
+    # rtol = atol of the probability-flow trajectory (radians); the divergence integral is
+    # held to 1e-3 nats per spin by the quadrature (diffusion.likelihood)
+    likelihood_tolerance: float = Field(default=1e-5, gt=0)
+    generate: int = Field(default=500, gt=0)  # chains generated for the energy histogram
+
+    @model_validator(mode="after")
+    def _check(self) -> ReproduceConfig:
+        if self.t_extrapolate is not None and (len(self.t_extrapolate) < 2
+                                               or min(self.t_extrapolate) <= 0):
+            raise ValueError(f"t_extrapolate: expected at least two positive times, got "
+                             f"{list(self.t_extrapolate)}")
+        return self
+
+
+DATA_SECTIONS = ("system", "simulation")  # what a data set depends on
+
+
+class RunConfig(_Frozen):
+    """Everything one run needs: one section per stage."""
+
+    system: SystemConfig
+    simulation: SimulationConfig
+    model: ModelConfig = ModelConfig()
+    diffusion: DiffusionConfig = DiffusionConfig()
+    train: TrainConfig = TrainConfig()
+    reproduce: ReproduceConfig = ReproduceConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.simulation.replicas > 1 and self.simulation.t_max <= self.system.temperature:
+            raise ValueError(
+                f"simulation.t_max: expected a temperature above system.temperature "
+                f"({self.system.temperature}), got {self.simulation.t_max}"
+            )
+        return self
+
+    def to_yaml(self, sections: tuple[str, ...] | None = None) -> str:
+        """The resolved configuration (or only `sections` of it) as YAML text; round-trips
+        through `parse_config`."""
+        data = self.model_dump(mode="json")
+        if sections is not None:
+            data = {k: v for k, v in data.items() if k in sections}
+        if "system" in data:
+            data["system"]["couplings"] = {int(k): v
+                                           for k, v in data["system"]["couplings"].items()}
+        return yaml.safe_dump(data, sort_keys=False)

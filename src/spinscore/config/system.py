@@ -1,0 +1,172 @@
+"""The physical system of a run: site types, couplings by range and pair of types, chain
+lengths, temperature; and the one definition of how types and pairs are named."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SystemConfig(_Frozen):
+    """The physical system: a chain of unit spins with sequence-dependent couplings.
+
+    `couplings[r][pair]` is J_r between sites i and i+r whose types form `pair` (unordered).
+    Pair keys are the concatenated type names ("AB") when all names are one character,
+    otherwise "A-B". Every unordered pair must be given for every listed range; ranges that are
+    not listed have zero coupling. Positive J is ferromagnetic.
+    """
+
+    types: tuple[str, ...] = ("A", "B")
+    couplings: dict[int, dict[str, float]]
+    length: tuple[int, int] = (20, 50)
+    temperature: float = Field(gt=0)
+
+    @field_validator("types")
+    @classmethod
+    def _check_types(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("expected at least one site type")
+        if len(set(v)) != len(v):
+            raise ValueError(f"expected distinct type names, got {list(v)}")
+        if any(not name or "-" in name for name in v):
+            raise ValueError("type names must be non-empty and contain no '-'")
+        if len(v) > 127:
+            raise ValueError("at most 127 site types (stored as int8)")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> SystemConfig:
+        if not self.couplings:
+            raise ValueError("couplings: expected at least one interaction range")
+        for r in self.couplings:
+            if r < 1:
+                raise ValueError(f"couplings: interaction range must be >= 1, got {r}")
+        known = set(self.types)
+        single = self.single_char_names
+        for r, table in self.couplings.items():
+            seen: dict[tuple[str, str], str] = {}
+            for key, value in table.items():
+                a, b = self._split_pair(key, single)
+                for name in (a, b):
+                    if name not in known:
+                        raise ValueError(
+                            f"couplings.{r}.{key}: unknown site type {name!r} "
+                            f"(types are {list(self.types)})"
+                        )
+                if not np.isfinite(value):
+                    raise ValueError(f"couplings.{r}.{key}: expected a finite number")
+                pair = tuple(sorted((a, b), key=self.types.index))
+                if pair in seen:
+                    raise ValueError(f"couplings.{r}: pair {key!r} given twice (also {seen[pair]!r})")
+                seen[pair] = key
+            for a, b in self.type_pairs_named():
+                if (a, b) not in seen:
+                    raise ValueError(
+                        f"couplings.{r}: missing pair {self.pair_key(a, b)!r} "
+                        "(give every unordered pair of types, 0 for none)"
+                    )
+        lo, hi = self.length
+        if lo > hi:
+            raise ValueError(f"length: expected [min, max] with min <= max, got {list(self.length)}")
+        if lo < self.max_range + 1:
+            raise ValueError(
+                f"length: chains of {lo} sites are too short for interaction range "
+                f"{self.max_range} (need at least {self.max_range + 1})"
+            )
+        return self
+
+    @staticmethod
+    def _split_pair(key: str, single_char: bool) -> tuple[str, str]:
+        if "-" in key:
+            a, _, b = key.partition("-")
+            return a, b
+        if single_char and len(key) == 2:
+            return key[0], key[1]
+        raise ValueError(f"couplings: cannot read pair key {key!r}; write it as 'A-B'")
+
+    # --- derived quantities (one place for the canonical parameter order) ---------------------
+
+    @property
+    def single_char_names(self) -> bool:
+        """Whether every type name is one character: then pairs are written "AB" and
+        sequences "ABBA"; otherwise "A-B" and "Ala,Gly,Gly"."""
+        return all(len(t) == 1 for t in self.types)
+
+    def pair_key(self, a: str, b: str) -> str:
+        """The key of the pair of types (a, b) in `couplings` and parameter names."""
+        return f"{a}{b}" if self.single_char_names else f"{a}-{b}"
+
+    def sequence_text(self, types) -> str:
+        """A sequence of site types (L,) int as text ("ABBA", or "Ala,Gly,Gly")."""
+        return ("" if self.single_char_names else ",").join(self.types[k] for k in types)
+
+    def sequence_from_text(self, text: str) -> np.ndarray:
+        """Site types (L,) int64 of a sequence written with the type names: one character per
+        site ("ABBA") when every name is one character, else names separated by commas or
+        spaces ("Ala,Gly,Gly"). Raises SpinscoreError naming an unknown type, or a chain too
+        short for the interaction range."""
+        from spinscore.errors import SpinscoreError
+
+        names = [c for c in text if not c.isspace()] if self.single_char_names \
+            else re.split(r"[,\s]+", text.strip())
+        names = [n for n in names if n]
+        for pos, name in enumerate(names):
+            if name not in self.types:
+                raise SpinscoreError(f"sequence: unknown site type {name!r} at position {pos} "
+                                     f"(types are {list(self.types)})")
+        if len(names) < self.max_range + 1:
+            raise SpinscoreError(f"sequence: {len(names)} sites are too short for interaction "
+                                 f"range {self.max_range} (need at least {self.max_range + 1})")
+        return np.array([self.types.index(n) for n in names], dtype=np.int64)
+
+    @property
+    def n_types(self) -> int:
+        return len(self.types)
+
+    @property
+    def max_range(self) -> int:
+        return max(self.couplings)
+
+    @property
+    def beta(self) -> float:
+        return 1.0 / self.temperature
+
+    def type_pairs(self) -> list[tuple[int, int]]:
+        """Unordered type pairs in the canonical order: like pairs first (AA, BB, ...), then
+        unlike pairs in lexicographic order (AB, AC, BC, ...). Paper order for two types."""
+        n = self.n_types
+        return [(a, a) for a in range(n)] + list(itertools.combinations(range(n), 2))
+
+    def type_pairs_named(self) -> list[tuple[str, str]]:
+        return [(self.types[a], self.types[b]) for a, b in self.type_pairs()]
+
+    def parameter_names(self) -> list[str]:
+        """Names of the coupling parameters, e.g. ['J1_AA', 'J1_BB', 'J1_AB', 'J2_AA', ...]."""
+        return [
+            f"J{r}_{self.pair_key(a, b)}"
+            for r in range(1, self.max_range + 1)
+            for a, b in self.type_pairs_named()
+        ]
+
+    def coupling_table(self) -> np.ndarray:
+        """Couplings as an array `table[r-1, a, b]` (shape (max_range, n_types, n_types)),
+        symmetric in (a, b); zero for ranges not listed."""
+        single = self.single_char_names
+        table = np.zeros((self.max_range, self.n_types, self.n_types))
+        for r, entries in self.couplings.items():
+            for key, value in entries.items():
+                a, b = (self.types.index(x) for x in self._split_pair(key, single))
+                table[r - 1, a, b] = table[r - 1, b, a] = value
+        return table
+
+    def parameter_vector(self) -> np.ndarray:
+        """True couplings in the order of `parameter_names()`, shape (max_range * n_pairs,)."""
+        table = self.coupling_table()
+        return np.array([table[r, a, b] for r in range(self.max_range) for a, b in self.type_pairs()])
