@@ -12,7 +12,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from spinscore.geometry.sphere import geodesic_angle, heat_kernel_log_density
+from spinscore.geometry.heat_kernel import heat_kernel_log_density
+from spinscore.geometry.sphere import geodesic_angle
 
 
 class HeatKernelScore(nn.Module):

@@ -9,7 +9,7 @@ from scipy import integrate, stats
 
 from spinscore.config import DiffusionConfig, TimeComponent
 from spinscore.diffusion.sde import mirror, perturb, prior_kl, sample_times, time_density
-from spinscore.geometry.sphere import heat_kernel_target
+from spinscore.geometry.heat_kernel import heat_kernel_target
 
 MIX = DiffusionConfig(t_min=1e-4, t_max=4.0, t_sampling=(
     TimeComponent(weight=0.6, low=1e-4, high=0.1),

@@ -18,7 +18,7 @@ from spinscore.analysis.partition import calibrate
 from spinscore.checkpoints import build_model, save_checkpoint
 from spinscore.config import parse_config
 from spinscore.diffusion.generate import log_time_grid, sample_chains
-from spinscore.geometry.sphere import heat_kernel_sample
+from spinscore.geometry.heat_kernel import heat_kernel_sample
 
 T0, T_MIN, T_MAX = 0.05, 1e-3, 5.0  # prior error at T_MAX: KL 7e-5 per spin, invisible here
 

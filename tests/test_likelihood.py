@@ -25,7 +25,8 @@ from spinscore.diffusion.likelihood import (
     tangent_frame,
     velocity_field,
 )
-from spinscore.geometry.sphere import heat_kernel_sample, uniform_sphere
+from spinscore.geometry.heat_kernel import heat_kernel_sample
+from spinscore.geometry.sphere import uniform_sphere
 from spinscore.model.score_model import ScoreModel
 
 

@@ -27,7 +27,7 @@ from spinscore.geometry import (
     tangent_project,
     uniform_sphere,
 )
-from spinscore.geometry import sphere as sph
+from spinscore.geometry import heat_kernel as sph
 
 F64 = torch.float64
 PI = math.pi

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from spinscore.config import DiffusionConfig
-from spinscore.geometry.sphere import heat_kernel_sample, heat_kernel_target
+from spinscore.geometry.heat_kernel import heat_kernel_sample, heat_kernel_target
 
 
 def _component_cdf_inverse(kind: str, low: float, high: float, u: Tensor) -> Tensor:
