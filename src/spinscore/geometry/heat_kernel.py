@@ -38,7 +38,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from spinscore.geometry.sphere import dot, sinc, geodesic_angle, log_map
+from spinscore.geometry.sphere import dot, geodesic_angle, log_map, sinc
 
 __all__ = ["T_CROSS", "heat_kernel_log_density", "heat_kernel_sample", "heat_kernel_score",
            "heat_kernel_target"]
