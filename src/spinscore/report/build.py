@@ -18,6 +18,7 @@ from spinscore.analysis.paper_values import (
     REVISED_MIXING,
     is_paper_system,
 )
+from spinscore.io import atomic_write_bytes
 from spinscore.report.html import img as _img
 from spinscore.report.html import table as _table
 from spinscore.report.tables import DIRECT_W_NAMES
@@ -134,68 +135,99 @@ def _ratio_rows(m: dict) -> list[list]:
     return rows
 
 
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+         "table{border-collapse:collapse;margin:1em 0;display:block;overflow-x:auto}"
+         "td,th{border:1px solid #bbb;"
+         "padding:3px 8px;text-align:right}th{background:#eee}td:first-child{text-align:left}"
+         "img{max-width:100%}figcaption{font-size:90%;color:#555}.missing{color:#a00}")
+
+
 def build_report(run_dir: str | Path, records: dict[str, dict]) -> Path:
     """Write RUN_DIR/metrics.json and RUN_DIR/report.html from the stage outputs."""
     run_dir = Path(run_dir)
     m = collect_metrics(run_dir, records)
-    tmp = run_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(m, indent=2))
-    tmp.replace(run_dir / "metrics.json")
-
+    atomic_write_bytes(run_dir / "metrics.json", json.dumps(m, indent=2).encode())
     parts = [f"<h1>spinscore reproduction: {html.escape(run_dir.name)}</h1>",
              f"<p>Generated {html.escape(records.get('train', {}).get('finished', ''))}; "
-             f"total stage time {m['total_seconds'] / 60:.1f} min.</p>"]
-    parts.append("<h2>Targets</h2>" + _table(
-        ["quantity", "value", "target", "met"],
-        [[k, v["value"], v["target"], v["met"]] for k, v in m["targets"].items()]))
+             f"total stage time {m['total_seconds'] / 60:.1f} min.</p>",
+             "<h2>Targets</h2>" + _table(
+                 ["quantity", "value", "target", "met"],
+                 [[k, v["value"], v["target"], v["met"]] for k, v in m["targets"].items()])]
     if m["extraction"]:
-        ex = m["extraction"]
-        classical = [k for k, v in m["classical"].items() if v]
-        parts.append("<h2>Table 1: couplings recovered from the network's zero-noise force</h2>")
-        parts.append(_table(
-            ["parameter", "J true", "ratio true", "ratio published", "ratio ours (network)",
-             "95% CI (bootstrap)"] + [f"ratio {c}" for c in classical]
-            + [f"J {c}" for c in classical], _ratio_rows(m)))
-        rows = [["published network (800k samples, GPU)", PUBLISHED_METRICS["cosine"],
-                 PUBLISHED_METRICS["r2"], PUBLISHED_METRICS["worst_ratio_error"], "≈0.3–0.5"],
-                ["ours: network", ex["cosine"], ex["r2"], ex["worst_ratio_error"],
-                 ex["scale_over_beta"]]]
-        for c in classical:
-            r = m["classical"][c]
-            rows.append([f"ours: {c}", r["cosine"], r["r2"], r["worst_ratio_error"],
-                         r["scale_over_beta"]])
-        if m["oracle"]:
-            r = m["oracle"]
-            rows.append(["oracle (β × exact force)", r["cosine"], r["r2"],
-                         r["worst_ratio_error"], r["scale_over_beta"]])
-        parts.append(_table(["method", "cosine", "R²", "worst ratio error", "scale / β"], rows))
-        parts.append(f"<p>{ex['n_snapshots']} test snapshots of {ex['n_sequences']} sequences, "
-                     f"{ex['n_equations']} equations, network queried at t = {ex['t_eval']:g}."
-                     "</p>")
+        parts.append(_extraction_section(m))
     parts.append(paper_versions(m, run_dir))
-    ex_dir = run_dir / "extract" / "network"
-    parts.append("<h2>Interaction profile</h2>" + _img(ex_dir / "interaction_profile.png",
-                                                       "mean |W_ij| against |i-j|"))
-    parts.append("<h2>Partition function</h2>")
-    if m["partition"] and "error" in m["partition"]:
-        parts.append(f"<p class='missing'>{html.escape(m['partition']['error'])}</p>")
-    elif m["partition"]:
-        p = m["partition"]
-        keys = [k for k in ("alpha", "beta_eff", "plateau", "plateau_std", "log_z_ti",
-                            "log_z_ti_err", "gap", "relative_gap") if k in p]
-        parts.append(_table(keys, [[p[k] for k in keys]]))
+    parts.append("<h2>Interaction profile</h2>" + _img(
+        run_dir / "extract" / "network" / "interaction_profile.png", "mean |W_ij| against |i-j|"))
+    parts += [_partition_section(m, run_dir), _generate_section(m, run_dir),
+              _ood_section(m, run_dir)]
+    parts.append("<h2>Data set and training</h2>")
+    parts.append(_img(run_dir / "inspect" / "dataset.png", "training data set (Fig. S1)"))
+    parts.append(_img(run_dir / "train" / "loss_curve.png", "training loss"))
+    parts.append("<h2>Stage times</h2>" + _table(
+        ["stage", "seconds"], [[k, v] for k, v in m["stage_seconds"].items()]))
+    parts.append("<h2>Environment</h2>" + _table(
+        ["item", "value"], [[k, v] for k, v in m["environment"].items()]))
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>spinscore report</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    atomic_write_bytes(run_dir / "report.html", page.encode())
+    return run_dir / "report.html"
+
+
+def _extraction_section(m: dict) -> str:
+    ex = m["extraction"]
+    classical = [k for k, v in m["classical"].items() if v]
+    parts = ["<h2>Table 1: couplings recovered from the network's zero-noise force</h2>",
+             _table(["parameter", "J true", "ratio true", "ratio published",
+                     "ratio ours (network)", "95% CI (bootstrap)"]
+                    + [f"ratio {c}" for c in classical] + [f"J {c}" for c in classical],
+                    _ratio_rows(m))]
+    rows = [["published network (800k samples, GPU)", PUBLISHED_METRICS["cosine"],
+             PUBLISHED_METRICS["r2"], PUBLISHED_METRICS["worst_ratio_error"], "≈0.3–0.5"],
+            ["ours: network", ex["cosine"], ex["r2"], ex["worst_ratio_error"],
+             ex["scale_over_beta"]]]
+    for label, r in [(f"ours: {c}", m["classical"][c]) for c in classical] + [
+            ("oracle (β × exact force)", m["oracle"])]:
+        if r:
+            rows.append([label, r["cosine"], r["r2"], r["worst_ratio_error"],
+                         r["scale_over_beta"]])
+    parts.append(_table(["method", "cosine", "R²", "worst ratio error", "scale / β"], rows))
+    parts.append(f"<p>{ex['n_snapshots']} test snapshots of {ex['n_sequences']} sequences, "
+                 f"{ex['n_equations']} equations, network queried at t = {ex['t_eval']:g}.</p>")
+    return "".join(parts)
+
+
+def _keyed_table(d: dict, keys: tuple[str, ...]) -> str:
+    present = [k for k in keys if k in d]
+    return _table(present, [[d[k] for k in present]])
+
+
+def _partition_section(m: dict, run_dir: Path) -> str:
+    parts = ["<h2>Partition function</h2>"]
+    p = m["partition"]
+    if p and "error" in p:
+        parts.append(f"<p class='missing'>{html.escape(p['error'])}</p>")
+    elif p:
+        parts.append(_keyed_table(p, ("alpha", "beta_eff", "plateau", "plateau_std", "log_z_ti",
+                                      "log_z_ti_err", "gap", "relative_gap")))
     parts.append(_img(run_dir / "partition" / "partition.png",
                       "log p + αβE against E, with −ln Z(αβ) from thermodynamic integration"))
-    parts.append("<h2>Generated chains</h2>")
+    return "".join(parts)
+
+
+def _generate_section(m: dict, run_dir: Path) -> str:
+    parts = ["<h2>Generated chains</h2>"]
     if m["generate"]:
-        g = m["generate"]
-        keys = [k for k in ("sequence", "method", "n_generated", "n_reference", "mean_generated",
-                            "mean_reference", "std_generated", "std_reference", "wasserstein",
-                            "ks_statistic") if k in g]
-        parts.append(_table(keys, [[g[k] for k in keys]]))
+        parts.append(_keyed_table(m["generate"], (
+            "sequence", "method", "n_generated", "n_reference", "mean_generated",
+            "mean_reference", "std_generated", "std_reference", "wasserstein", "ks_statistic",
+            "chirality_reversals_generated", "chirality_reversals_reference")))
     for png in sorted((run_dir / "generate").glob("*.png")):
         parts.append(_img(png, "energy histogram: generated chains against REMC"))
-    parts.append("<h2>Out-of-distribution flag</h2>")
+    return "".join(parts)
+
+
+def _ood_section(m: dict, run_dir: Path) -> str:
+    parts = ["<h2>Out-of-distribution flag</h2>"]
     if m["ood"]:
         parts.append(_table(
             ["set", "configurations", "EV median", "EV 5%", "θ median", "AUC (EV)", "AUC (θ)",
@@ -204,21 +236,4 @@ def build_report(run_dir: str | Path, records: dict[str, dict]) -> Path:
               s.get("auc_explained_variance"), s.get("auc_configurational_temperature"),
               s.get("auc")] for name, s in m["ood"]["sets"].items()]))
     parts.append(_img(run_dir / "ood" / "ood.png", "OOD flag distributions and ROC curves"))
-    parts.append("<h2>Data set and training</h2>")
-    parts.append(_img(run_dir / "inspect" / "dataset.png", "training data set (Fig. S1)"))
-    parts.append(_img(run_dir / "train" / "loss_curve.png", "training loss"))
-    parts.append("<h2>Stage times</h2>" + _table(
-        ["stage", "seconds"], [[k, v] for k, v in m["stage_seconds"].items()]))
-    parts.append("<h2>Environment</h2>" + _table(
-        ["item", "value"], [[k, v] for k, v in m["environment"].items()]))
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0;display:block;overflow-x:auto}"
-             "td,th{border:1px solid #bbb;"
-             "padding:3px 8px;text-align:right}th{background:#eee}td:first-child{text-align:left}"
-             "img{max-width:100%}figcaption{font-size:90%;color:#555}.missing{color:#a00}")
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>spinscore report</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
-    tmp = run_dir / "report.html.tmp"
-    tmp.write_text(page)
-    tmp.replace(run_dir / "report.html")
-    return run_dir / "report.html"
+    return "".join(parts)
