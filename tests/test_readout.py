@@ -2,37 +2,14 @@
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import assert_clean_error, run
+from score_oracles import AttenuatedCouplings
 from spinscore.analysis.extract import network_readout
 from spinscore.analysis.inversion import design_matrix
 from spinscore.analysis.readout import extrapolate_to_zero, extrapolated_readout, identifiability
 from spinscore.io import read_dataset
 from spinscore.physics.hamiltonian import bond_classes
-
-
-class AttenuatedCouplings(torch.nn.Module):
-    """W_{i,i+r}(t) = beta J_c / (1 + kappa_c t) for the class c of the bond: a field that
-    follows the heat-kernel attenuation law exactly (kappa = 0: the oracle beta J)."""
-
-    def __init__(self, system, kappa):
-        super().__init__()
-        self.system, self.beta = system, system.beta
-        self.truth = np.asarray(system.parameter_vector())
-        self.kappa = np.asarray(kappa, float)
-
-    def couplings(self, spins, types, t):
-        b, n, _ = spins.shape
-        cls = bond_classes(types.numpy(), self.system.n_types, self.system.max_range)
-        w = np.zeros((b, n, n))
-        tt = t.double().numpy()[:, None]
-        for r in range(1, min(cls.shape[1], n - 1) + 1):
-            c = cls[:, r - 1, : n - r]
-            val = np.where(c >= 0, self.beta * self.truth[c] / (1 + self.kappa[c] * tt), 0.0)
-            idx = np.arange(n - r)
-            w[:, idx, idx + r] = w[:, idx + r, idx] = val
-        return torch.as_tensor(w, dtype=spins.dtype)
 
 
 def test_direct_w_of_the_oracle_is_exact(small_dataset):

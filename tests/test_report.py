@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from score_oracles import AttenuatedCouplings
 from spinscore.io import read_dataset
 from spinscore.report.build import build_report
 from spinscore.stages.analyses import _network_extraction
-from test_readout import AttenuatedCouplings
 
 
 @pytest.fixture
