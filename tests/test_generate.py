@@ -16,7 +16,7 @@ from conftest import PAPER_SYSTEM, SMALL_SIMULATION, assert_clean_error, run
 from score_oracles import BoltzmannScore, HeatKernelScore, random_directions
 from spinscore.analysis.partition import calibrate
 from spinscore.checkpoints import build_model, save_checkpoint
-from spinscore.config import parse_config
+from spinscore.config import PartitionSettings, parse_config
 from spinscore.diffusion.generate import log_time_grid, sample_chains
 from spinscore.geometry.heat_kernel import heat_kernel_sample
 
@@ -222,9 +222,9 @@ def test_partition_end_to_end_with_a_boltzmann_stand_in(tmp_path, small_dataset,
 
     monkeypatch.setattr(checkpoint, "load_model", load_with_oracle)
     out = tmp_path / "part"
-    result = stages.partition(ckpt, small_dataset, index, out, per_temperature=4, seed=3,
-                              rtol=1e-3, atol=1e-3, fit_temperatures=2, ti_points=5,
-                              ti_runs=2, ti_sweeps=20, threads=1)
+    settings = PartitionSettings(per_temperature=4, seed=3, tolerance=1e-3, fit_temperatures=2,
+                                 ti_points=5, ti_runs=2, ti_sweeps=20)
+    result = stages.partition(ckpt, small_dataset, index, out, settings, threads=1)
     assert result["length"] == ds.length[index] and result["n_configurations"] == 4 * 4
     assert result["alpha"] > 0 and np.isfinite(result["log_z_ti"])
     assert result["gap"] == pytest.approx(result["plateau"] + result["log_z_ti"])

@@ -86,9 +86,9 @@ def test_oracle_flags_a_missing_j3_term(small_dataset, j3_dataset):
     force of a chain with a J3 term does not, so an ideal model flags every such config."""
     ds_in, ds_j3 = read_dataset(small_dataset), read_dataset(j3_dataset)
     types, rng2 = ds_in.config.system.types, ds_in.config.system.max_range
-    ev_in = explained_variance(OracleModel(ds_in.config.system), ds_in, types, rng2,
+    ev_in = explained_variance(OracleModel(ds_in.config.system), ds_in, types, rng2, 1e-4,
                                progress=False)
-    ev_j3 = explained_variance(OracleModel(ds_j3.config.system), ds_j3, types, rng2,
+    ev_j3 = explained_variance(OracleModel(ds_j3.config.system), ds_j3, types, rng2, 1e-4,
                                progress=False)
     np.testing.assert_allclose(ev_in, 1.0, atol=1e-6)  # float32 model output
     assert ev_j3.max() < 1 - 1e-3
@@ -106,7 +106,7 @@ def test_configurational_temperature_of_the_exact_field(temperature, tmp_path):
     ds = read_dataset(tmp_path / "d.h5")
     train_system = make_config().system
     model = OracleModel(train_system)
-    theta = configurational_temperature(model, ds).ravel()
+    theta = configurational_temperature(model, ds, 1e-4).ravel()
     # the paired sums, to test the identity without the ratio's O(1/L) bias
     sq, div = [], []
     for k in range(ds.n_sequences):
@@ -134,7 +134,7 @@ def test_empirical_p():
 def test_ood_command_and_errors(small_dataset, j3_dataset, tmp_path, monkeypatch):
     ds = read_dataset(small_dataset)
     model = OracleModel(ds.config.system, max_length=60)
-    meta = {"types": list(ds.config.system.types), "max_range": 2}
+    meta = {"types": list(ds.config.system.types), "max_range": 2, "trained_t": [1e-4, 5.0]}
     monkeypatch.setattr("spinscore.checkpoints.load_model",
                         lambda path: (model, ds.config, meta))
     runner = CliRunner()
@@ -149,8 +149,8 @@ def test_ood_command_and_errors(small_dataset, j3_dataset, tmp_path, monkeypatch
     assert summary["sets"]["j3"]["ev_median"] == pytest.approx(1.0, abs=1e-6)
     # the recorded AUC of the EV flag is P(flag_j3 > flag_in) + P(tie)/2 over all pairs of
     # configurations, counted here directly from the per-configuration EVs
-    flag_in = 1 - explained_variance(model, ds, ds.config.system.types, 2, progress=False)
-    flag_j3 = 1 - explained_variance(model, read_dataset(j3_dataset), ds.config.system.types, 2,
+    flag_in = 1 - explained_variance(model, ds, ds.config.system.types, 2, 1e-4, progress=False)
+    flag_j3 = 1 - explained_variance(model, read_dataset(j3_dataset), ds.config.system.types, 2, 1e-4,
                                      progress=False)
     diff = np.ravel(flag_j3)[:, None] - np.ravel(flag_in)[None, :]
     pairs = np.mean(diff > 0) + 0.5 * np.mean(diff == 0)
@@ -161,6 +161,6 @@ def test_ood_command_and_errors(small_dataset, j3_dataset, tmp_path, monkeypatch
     assert res.exit_code == 2 and "expected NAME=PATH.h5" in res.output
     model.max_length = 30  # the chains are up to 50 long
     with pytest.raises(SpinscoreError, match="exceed the model's max_length 30"):
-        explained_variance(model, ds, ds.config.system.types, 2, progress=False)
+        explained_variance(model, ds, ds.config.system.types, 2, 1e-4, progress=False)
     with pytest.raises(SpinscoreError, match="site types"):
-        explained_variance(model, ds, ("A", "C"), 2, progress=False)
+        explained_variance(model, ds, ("A", "C"), 2, 1e-4, progress=False)

@@ -65,10 +65,10 @@ TINY_PRESET = {
     "model": {"single_dim": 8, "pair_dim": 4, "blocks": 1, "heads": 2, "transition": 1,
               "max_distance": 4},
     "train": {"samples": 2048, "batch_size": 32, "lr": 0.01, "checkpoint_every": 20, "log_every": 4},
+    "analysis": {"bootstrap": 5, "partition": {"per_temperature": 4}},
     "reproduce": {"test_sequences": 6, "test_snapshots": 2, "ood_sequences": 4,
-                  "ood_snapshots": 2, "ood_length": [24, 30], "bootstrap": 5,
-                  "partition_per_temperature": 4, "generate": 4, "mixing_sequences": 4,
-                  "t_eval": 0.001},
+                  "ood_snapshots": 2, "ood_length": [24, 30], "generate": 4,
+                  "mixing_sequences": 4},
 }
 
 

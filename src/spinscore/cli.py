@@ -9,7 +9,10 @@ from pathlib import Path
 import click
 
 from spinscore import __version__, stages
+from spinscore.config.analysis import AnalysisConfig, PartitionSettings
 from spinscore.errors import SpinscoreError
+
+_PARTITION = PartitionSettings()  # the defaults of the partition options
 
 
 class _Group(click.Group):
@@ -148,9 +151,11 @@ def train(data_path, config_path, overrides, out, resume, overwrite, device, qui
 @click.option("--method", type=click.Choice(["network", "oracle", "pseudolikelihood",
                                              "score-matching"]), default="network",
               show_default=True, help="Force oracle or classical estimator.")
-@click.option("--t-eval", type=float, default=1e-4, show_default=True,
-              help="Diffusion time at which the network is queried.")
-@click.option("--bootstrap", type=int, default=200, show_default=True,
+@click.option("--t-eval", type=float, default=None,
+              help="Diffusion time at which the network is queried (default: the model's "
+                   "smallest training time: 1e-3 for the presets, 1e-4 for the published "
+                   "checkpoints).")
+@click.option("--bootstrap", type=int, default=AnalysisConfig().bootstrap, show_default=True,
               help="Bootstrap resamples over sequences for the confidence intervals.")
 @click.option("--per-config", is_flag=True,
               help="Also write the OOD flag of every snapshot (network only): per_config.json.")
@@ -164,7 +169,7 @@ def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, t
     from spinscore.analysis.extract import ratio_table
     from spinscore.report.tables import readout_summary
 
-    if t_eval <= 0:
+    if t_eval is not None and t_eval <= 0:
         raise SpinscoreError(f"--t-eval: expected a positive time, got {t_eval}")
     if per_config and method != "network":
         raise SpinscoreError("--per-config needs --method network")
@@ -179,6 +184,19 @@ def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, t
     if method == "network":
         click.echo(readout_summary(result))
     click.echo(f"wrote {Path(out) / 'extraction.json'}")
+
+
+def _validated(cls, values: dict):
+    """`cls(**values)` with a validation error as one line naming the option (--per-temperature
+    for per_temperature)."""
+    from pydantic import ValidationError
+
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        option = "--" + str(err["loc"][0]).replace("_", "-")
+        raise SpinscoreError(f"{option}: {err['msg']} (got {err.get('input')!r})") from None
 
 
 def _times(text: str, option: str) -> list[float] | None:
@@ -204,8 +222,10 @@ def _times(text: str, option: str) -> list[float] | None:
 @click.option("--ood", "ood_sets", multiple=True, required=True, metavar="NAME=PATH.h5",
               help="An out-of-distribution set (repeatable).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--t-eval", type=float, default=1e-4, show_default=True,
-              help="Diffusion time at which the network is queried.")
+@click.option("--t-eval", type=float, default=None,
+              help="Diffusion time at which the network is queried (default: the model's "
+                   "smallest training time: 1e-3 for the presets, 1e-4 for the published "
+                   "checkpoints).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def ood(checkpoint, data_path, ood_sets, out, t_eval, quiet):
     """ROC AUCs of the OOD flags (explained variance on the local basis, configurational
@@ -320,20 +340,20 @@ def sample(checkpoint, sequence, n_chains, out, method, steps, seed, reference_s
 @click.option("--sequence-index", type=int, default=0, show_default=True,
               help="Which sequence of --data.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--per-temperature", type=int, default=20, show_default=True,
-              help="REMC snapshots at each temperature of the ladder.")
-@click.option("--divergence", type=click.Choice(["exact", "hutchinson"]), default="exact",
-              show_default=True, help="Divergence of the probability-flow ODE.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of REMC, TI, probes.")
+@click.option("--per-temperature", type=int, default=_PARTITION.per_temperature,
+              show_default=True, help="REMC snapshots at each temperature of the ladder.")
+@click.option("--divergence", type=click.Choice(["exact", "hutchinson"]),
+              default=_PARTITION.divergence, show_default=True,
+              help="Divergence of the probability-flow ODE.")
+@click.option("--seed", type=int, default=_PARTITION.seed, show_default=True,
+              help="Seed of REMC, TI, probes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def partition(checkpoint, data_path, sequence_index, out, per_temperature, divergence, seed, quiet):
     """Calibrate the learned density against the energy and compare -ln Z with TI (Fig. 3)."""
-    if per_temperature < 2:
-        raise SpinscoreError(f"--per-temperature: expected an integer >= 2, got {per_temperature}")
-    if seed < 0:
-        raise SpinscoreError(f"--seed: expected a non-negative integer, got {seed}")
-    r = stages.partition(checkpoint, data_path, sequence_index, out, per_temperature=per_temperature,
-                      divergence=divergence, seed=seed, progress=not quiet)
+    settings = _validated(PartitionSettings, {"per_temperature": per_temperature,
+                                              "divergence": divergence, "seed": seed})
+    r = stages.partition(checkpoint, data_path, sequence_index, out, settings,
+                         progress=not quiet)
     click.echo(f"alpha {r['alpha']:.4f} +- {r['alpha_err']:.4f}, plateau {r['plateau']:.3f} "
                f"(std {r['plateau_std']:.3f}), -ln Z_TI {-r['log_z_ti']:.3f} +- "
                f"{r['log_z_ti_err']:.3f}, gap {r['gap']:.3f} ({100 * r['relative_gap']:.2f} %)")

@@ -170,7 +170,7 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
         pipe.stage("train", key("simulate_train") + [
             config.to_yaml(("model", "diffusion", "train"))], train_stage, bar)
         checkpoint = run_dir / "train" / "checkpoint.pt"
-        rc = config.reproduce
+        rc, ac = config.reproduce, config.analysis
 
         def extract(stage_dir):
             results = {}
@@ -178,8 +178,8 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
                 out = stage_dir / method
                 results[method] = stages.extract(
                     paths["test"], out, method, checkpoint if method == "network" else None,
-                    rc.t_eval, rc.bootstrap, per_config=method == "network", progress=inner,
-                    t_extrapolate=rc.t_extrapolate)
+                    ac.t_eval, ac.bootstrap, ac.batch_size, per_config=method == "network",
+                    progress=inner, t_extrapolate=ac.t_extrapolate)
             summary = {m: {k: r[k] for k in ("cosine", "r2", "worst_ratio_error",
                                              "scale_over_beta")} for m, r in results.items()}
             ext = results["network"].get("extrapolated")
@@ -187,17 +187,17 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
                 summary["network_extrapolated"] = {k: ext[k] for k in summary["network"]}
             return summary
         pipe.stage("extract", key("train", "simulate_test") + [
-            f"t_eval={rc.t_eval} bootstrap={rc.bootstrap} t_extrapolate={rc.t_extrapolate}"],
+            config.to_yaml(("analysis",))],
             extract, bar)
 
         published = published_checkpoint()
         if published is not None and is_published_system(config.system):
             def extract_published(stage_dir):
                 r = stages.extract(paths["test"], stage_dir, "network", published,
-                                   PUBLISHED_T_EVAL, rc.bootstrap, progress=inner)
+                                   PUBLISHED_T_EVAL, ac.bootstrap, progress=inner)
                 return {k: r[k] for k in ("cosine", "r2", "worst_ratio_error", "scale_over_beta")}
             pipe.stage("extract_published", key("simulate_test") + [
-                f"{published.stat().st_size} bootstrap={rc.bootstrap}"], extract_published, bar)
+                f"{published.stat().st_size} bootstrap={ac.bootstrap}"], extract_published, bar)
 
         def mixing(stage_dir):
             from spinscore.io import read_dataset
@@ -210,12 +210,12 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
         def ood(stage_dir):
             sets = {name.removeprefix("ood_"): paths[name] for name in datasets
                     if name.startswith("ood_")}
-            summary = stages.ood(checkpoint, paths["test"], sets, stage_dir, rc.t_eval,
+            summary = stages.ood(checkpoint, paths["test"], sets, stage_dir, ac.t_eval,
                               progress=inner)
             return {name: s.get("auc") for name, s in summary["sets"].items()}
         pipe.stage("ood", key("train", "simulate_test", "simulate_ood_longer_chains",
                               "simulate_ood_higher_temperature", "simulate_ood_extra_range")
-                   + [f"t_eval={rc.t_eval}"], ood, bar)
+                   + [f"t_eval={ac.t_eval}"], ood, bar)
 
         def generate(stage_dir):
             return stages.generate_for_test_sequence(checkpoint, paths["test"],
@@ -227,15 +227,12 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
         def partition(stage_dir):
             try:
                 return stages.partition(checkpoint, paths["test"], rc.partition_sequence,
-                                        stage_dir, per_temperature=rc.partition_per_temperature,
-                                        rtol=rc.likelihood_tolerance,
-                                        atol=rc.likelihood_tolerance, progress=inner)
+                                        stage_dir, ac.partition, progress=inner)
             except AnalysisError as exc:  # a finding about the model: reported, not fatal
                 (stage_dir / "partition.json").write_text(json.dumps({"error": str(exc)}))
                 return {"error": str(exc)}
         pipe.stage("partition", key("train", "simulate_test") + [
-            f"seq={rc.partition_sequence} m={rc.partition_per_temperature} "
-            f"tol={rc.likelihood_tolerance}"], partition, bar)
+            f"seq={rc.partition_sequence}", config.to_yaml(("analysis",))], partition, bar)
 
         def report(_):
             stages.report(run_dir, pipe.records)

@@ -52,7 +52,7 @@ def config_explained_variance(y: np.ndarray, x: np.ndarray, mask: np.ndarray) ->
 
 
 def explained_variance(model, ds: Dataset, types: tuple[str, ...], max_range: int,
-                       t_eval: float = 1e-4, batch_size: int = 128,
+                       t_eval: float, batch_size: int = 128,
                        progress: bool = True, desc: str = "ood") -> np.ndarray:
     """Per-configuration EV (n_seq, n_snap) of the model's score at t_eval on the local basis
     of the model's Hamiltonian class (its site types and interaction range, which may differ
@@ -74,7 +74,7 @@ def explained_variance(model, ds: Dataset, types: tuple[str, ...], max_range: in
 
 
 @torch.no_grad()
-def configurational_temperature(model, ds: Dataset, t_eval: float = 1e-4,
+def configurational_temperature(model, ds: Dataset, t_eval: float,
                                 batch_size: int = 128) -> np.ndarray:
     """theta (n_seq, n_snap): the configurational temperature of the model's pairwise field on
     each configuration in units of the training temperature (see the module docstring)."""
@@ -109,7 +109,7 @@ def empirical_p(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def ood_report(model, meta: dict, in_data: Dataset, ood_sets: dict[str, Dataset],
-               t_eval: float = 1e-4, progress: bool = True) -> tuple[dict, dict]:
+               t_eval: float, progress: bool = True) -> tuple[dict, dict]:
     """Both flags on the in-distribution set and each OOD set, and the ROC AUC of each flag and
     of their combination (the smaller empirical p-value of the two against the
     in-distribution flags, i.e. flagged when either is unusual).

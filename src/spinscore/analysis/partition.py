@@ -18,13 +18,12 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from spinscore.config import SimulationConfig, SystemConfig
+from spinscore.config import PartitionSettings, SimulationConfig, SystemConfig
 from spinscore.errors import AnalysisError
 
 __all__ = ["calibrate", "ladder_snapshots", "partition_analysis"]
@@ -85,62 +84,36 @@ def calibrate(log_p: np.ndarray, beta_energy: np.ndarray, low: np.ndarray) -> di
     }
 
 
-def partition_analysis(model, config, types: np.ndarray, *, per_temperature: int = 20,
-                       divergence: Literal["exact", "hutchinson"] = "exact", seed: int = 0,
-                       rtol: float = 1e-5, atol: float = 1e-5, n_probes: int = 4,
-                       fit_temperatures: int = 1, ti_points: int = 100, ti_runs: int = 8,
-                       ti_sweeps: int = 4000, threads: int = 2, progress: bool = False) -> dict:
+def partition_analysis(model, config, types: np.ndarray, settings: PartitionSettings, *,
+                       threads: int = 2, progress: bool = False) -> dict:
     """The partition-function analysis of one sequence (module docstring).
 
-    model, config: from `load_model`; types: (L,) int. REMC: `per_temperature` snapshots at
-    each ladder temperature of config.simulation. log p: `solve_likelihood` with `divergence`,
-    rtol, atol (n_probes for Hutchinson), in batches of LIKELIHOOD_BATCH. Fit on the
-    `fit_temperatures` coldest temperatures. TI at β_eff = αβ with ti_points, ti_runs,
-    ti_sweeps (`thermodynamic_integration`). Returns a dict: alpha, alpha_err,
-    beta, beta_eff = α β, plateau, plateau_std, plateau_sem, log_z_ti, log_z_ti_err, gap,
-    relative_gap, the fit's r2 and intercept, settings, timings (seconds) and `points`
-    (per configuration: temperature, energy, log_p, invariant). Arrays are lists (JSON-ready).
+    model, config: from `load_model`; types: (L,) int. `settings`: REMC snapshots per ladder
+    temperature of config.simulation, their log p (`solve_likelihood`: divergence, tolerance,
+    probes), the fit on the coldest `fit_temperatures`, TI at beta_eff = alpha beta
+    (`thermodynamic_integration`). Returns a dict: alpha, alpha_err, beta, beta_eff, plateau,
+    plateau_std, plateau_sem, log_z_ti, log_z_ti_err, gap, relative_gap, the fit's r2 and
+    intercept, settings, timings (seconds) and `points` (per configuration: temperature,
+    energy, log_p, invariant). Arrays are lists (JSON-ready). Raises AnalysisError when the
+    learned density does not decrease with the energy.
     """
     from spinscore.analysis.thermo import thermodynamic_integration
-    from spinscore.diffusion.likelihood import solve_likelihood
-    from spinscore.physics.hamiltonian import bond_couplings, energy
 
-    system, sim, diffusion = config.system, config.simulation, config.diffusion
+    system, ps = config.system, settings
     types = np.asarray(types, dtype=np.int64)
-    timings = {}
-
-    tick = time.perf_counter()
-    spins, temps = ladder_snapshots(system, sim, types, per_temperature, seed, threads, progress)
-    energies = energy(spins, bond_couplings(types, system.coupling_table()))
-    timings["remc_s"] = time.perf_counter() - tick
-
-    tick = time.perf_counter()
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.as_tensor(spins)
-    t = torch.as_tensor(types).expand(len(spins), len(types))
-    log_p, nfe, n_div = np.empty(len(spins)), [], []
-    for start in tqdm(range(0, len(spins), LIKELIHOOD_BATCH), desc=f"log p ({divergence})",
-                      disable=not progress, leave=False):
-        sl = slice(start, start + LIKELIHOOD_BATCH)
-        res = solve_likelihood(model, x[sl], t[sl], t_min=diffusion.t_min, t_max=diffusion.t_max,
-                               divergence=divergence, rtol=rtol, atol=atol, n_probes=n_probes,
-                               generator=gen)
-        log_p[sl] = res.log_p.numpy()
-        nfe.append(res.nfe)
-        n_div.append(res.n_divergence)
-    timings["likelihood_s"] = time.perf_counter() - tick
-
+    temps, energies, log_p, timings, solver = _ladder_log_p(model, config, types, ps, threads,
+                                                            progress)
     beta = system.beta
-    low = temps <= np.sort(np.unique(temps))[min(fit_temperatures, len(np.unique(temps))) - 1]
+    low = temps <= np.sort(np.unique(temps))[min(ps.fit_temperatures, len(np.unique(temps))) - 1]
     fit = calibrate(log_p, beta * energies, low)
     beta_eff = fit["alpha"] * beta
     tick = time.perf_counter()
     if beta_eff <= 0:
         raise AnalysisError(f"partition: fitted alpha = {fit['alpha']:.3g} is not positive; the "
-                             "learned density does not decrease with the energy")
-    ti = thermodynamic_integration(system, types, beta_eff, n_points=ti_points, sim=sim, seed=seed,
-                                   runs=ti_runs, sweeps=ti_sweeps, threads=threads,
-                                   progress=progress)
+                            "learned density does not decrease with the energy")
+    ti = thermodynamic_integration(system, types, beta_eff, n_points=ps.ti_points,
+                                   sim=config.simulation, seed=ps.seed, runs=ps.ti_runs,
+                                   sweeps=ps.ti_sweeps, threads=threads, progress=progress)
     timings["ti_s"] = time.perf_counter() - tick
     gap = fit["plateau"] + ti["log_z"]
     return {
@@ -151,13 +124,47 @@ def partition_analysis(model, config, types: np.ndarray, *, per_temperature: int
         "plateau_sem": fit["plateau_sem"],
         "log_z_ti": ti["log_z"], "log_z_ti_err": ti["log_z_err"],
         "gap": gap, "relative_gap": abs(gap) / abs(ti["log_z"]),
-        "divergence": divergence, "n_probes": n_probes if divergence == "hutchinson" else None,
-        "rtol": rtol, "atol": atol, "per_temperature": per_temperature, "seed": seed,
-        "fit_temperatures": fit_temperatures, "n_fit": int(low.sum()),
-        "nfe_mean": float(np.mean(nfe)), "divergence_evaluations_mean": float(np.mean(n_div)),
-        "n_configurations": len(spins),
+        "divergence": ps.divergence, "n_probes": ps.probes if ps.divergence == "hutchinson"
+        else None, "rtol": ps.tolerance, "atol": ps.tolerance,
+        "per_temperature": ps.per_temperature, "seed": ps.seed,
+        "fit_temperatures": ps.fit_temperatures, "n_fit": int(low.sum()), **solver,
+        "n_configurations": len(energies),
         "timings": {**timings, "total_s": sum(timings.values())},
         "points": {"temperature": temps.tolist(), "energy": energies.tolist(),
                    "log_p": log_p.tolist(), "invariant": fit["invariant"].tolist(),
                    "low": low.tolist()},
     }
+
+
+def _ladder_log_p(model, config, types: np.ndarray, ps: PartitionSettings, threads: int,
+                  progress: bool):
+    """REMC snapshots at every ladder temperature and their log p under the model.
+
+    Returns (temperatures (M,), energies (M,), log p (M,), timings, solver statistics)."""
+    from spinscore.diffusion.likelihood import solve_likelihood
+    from spinscore.physics.hamiltonian import bond_couplings, energy
+
+    system, diffusion = config.system, config.diffusion
+    tick = time.perf_counter()
+    spins, temps = ladder_snapshots(system, config.simulation, types, ps.per_temperature,
+                                    ps.seed, threads, progress)
+    energies = energy(spins, bond_couplings(types, system.coupling_table()))
+    timings = {"remc_s": time.perf_counter() - tick}
+    tick = time.perf_counter()
+    gen = torch.Generator().manual_seed(ps.seed)
+    x = torch.as_tensor(spins)
+    t = torch.as_tensor(types).expand(len(spins), len(types))
+    log_p, nfe, n_div = np.empty(len(spins)), [], []
+    for start in tqdm(range(0, len(spins), LIKELIHOOD_BATCH), desc=f"log p ({ps.divergence})",
+                      disable=not progress, leave=False):
+        sl = slice(start, start + LIKELIHOOD_BATCH)
+        res = solve_likelihood(model, x[sl], t[sl], t_min=diffusion.t_min, t_max=diffusion.t_max,
+                               divergence=ps.divergence, rtol=ps.tolerance, atol=ps.tolerance,
+                               n_probes=ps.probes, generator=gen)
+        log_p[sl] = res.log_p.numpy()
+        nfe.append(res.nfe)
+        n_div.append(res.n_divergence)
+    timings["likelihood_s"] = time.perf_counter() - tick
+    solver = {"nfe_mean": float(np.mean(nfe)),
+              "divergence_evaluations_mean": float(np.mean(n_div))}
+    return temps, energies, log_p, timings, solver

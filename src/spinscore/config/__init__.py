@@ -6,6 +6,7 @@ file, the key and what was expected (`ConfigError`).
 """
 
 
+from spinscore.config.analysis import AnalysisConfig, PartitionSettings
 from spinscore.config.load import apply_override, load_config, parse_config
 from spinscore.config.sections import (
     DATA_SECTIONS,
@@ -19,6 +20,7 @@ from spinscore.config.sections import (
 )
 from spinscore.config.system import SystemConfig
 
-__all__ = ["DATA_SECTIONS", "DiffusionConfig", "ModelConfig", "ReproduceConfig", "RunConfig",
-           "SimulationConfig", "SystemConfig", "TimeComponent", "TrainConfig", "apply_override",
-           "load_config", "parse_config"]
+__all__ = ["DATA_SECTIONS", "AnalysisConfig", "DiffusionConfig", "ModelConfig",
+           "PartitionSettings", "ReproduceConfig", "RunConfig", "SimulationConfig",
+           "SystemConfig", "TimeComponent", "TrainConfig", "apply_override", "load_config",
+           "parse_config"]

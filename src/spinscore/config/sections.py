@@ -7,6 +7,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, model_validator
 
+from spinscore.config.analysis import AnalysisConfig
 from spinscore.config.system import SystemConfig, _Frozen
 
 
@@ -139,26 +140,9 @@ class ReproduceConfig(_Frozen):
     ood_length: tuple[int, int] = (60, 100)
     ood_temperature: float = Field(default=0.2, gt=0)
     ood_extra_fraction: float = 0.2
-    t_eval: float = Field(default=1e-4, gt=0)  # zero-noise evaluation time of the network
-    # readout times whose OLS estimates are extrapolated to t = 0 (None: the smallest training
-    # time and three doublings, `analysis.extract.default_readout_times`)
-    t_extrapolate: tuple[float, ...] | None = None
-    mixing_sequences: int = Field(default=200, gt=0)  # re-simulated for the mixing baseline
-    bootstrap: int = Field(default=200, ge=0)
     partition_sequence: int = Field(default=0, ge=0)  # index into the test set
-    partition_per_temperature: int = Field(default=20, gt=0)
-    # rtol = atol of the probability-flow trajectory (radians); the divergence integral is
-    # held to 1e-3 nats per spin by the quadrature (diffusion.likelihood)
-    likelihood_tolerance: float = Field(default=1e-5, gt=0)
+    mixing_sequences: int = Field(default=200, gt=0)  # re-simulated for the mixing baseline
     generate: int = Field(default=500, gt=0)  # chains generated for the energy histogram
-
-    @model_validator(mode="after")
-    def _check(self) -> ReproduceConfig:
-        if self.t_extrapolate is not None and (len(self.t_extrapolate) < 2
-                                               or min(self.t_extrapolate) <= 0):
-            raise ValueError(f"t_extrapolate: expected at least two positive times, got "
-                             f"{list(self.t_extrapolate)}")
-        return self
 
 
 DATA_SECTIONS = ("system", "simulation")  # what a data set depends on
@@ -172,6 +156,7 @@ class RunConfig(_Frozen):
     model: ModelConfig = ModelConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
     train: TrainConfig = TrainConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
     reproduce: ReproduceConfig = ReproduceConfig()
 
     @model_validator(mode="after")

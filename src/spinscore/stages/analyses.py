@@ -11,21 +11,24 @@ import h5py
 import numpy as np
 
 from spinscore import __version__, checkpoints
+from spinscore.config import AnalysisConfig, PartitionSettings
 from spinscore.errors import SpinscoreError
 from spinscore.io import read_dataset
 from spinscore.stages.data import write_json
 
-NETWORK_SUMMARY = ("cosine", "r2", "worst_ratio_error", "scale_over_beta")
+_ANALYSIS = AnalysisConfig()  # the defaults
 
 
 def extract(data: str | Path, out: str | Path, method: str = "network",
-            checkpoint: str | Path | None = None, t_eval: float = 1e-4, n_boot: int = 200,
-            batch_size: int = 128, per_config: bool = False, progress: bool = True,
+            checkpoint: str | Path | None = None, t_eval: float | None = None,
+            n_boot: int = _ANALYSIS.bootstrap, batch_size: int = _ANALYSIS.batch_size,
+            per_config: bool = False, progress: bool = True,
             t_extrapolate: list[float] | None = None) -> dict:
     """`spinscore extract`: extraction.json (and for the network the interaction profile, PNG +
     JSON, and with `per_config` the OOD flag of every snapshot, per_config.json) in `out`.
 
-    The network is read at `t_eval` (OLS and direct-W) and at each of `t_extrapolate`
+    The network is read at `t_eval` (OLS and direct-W; default: the checkpoint's smallest
+    training time) and at each of `t_extrapolate`
     (default: `default_readout_times` of the checkpoint's smallest training time; [] for
     none), whose OLS estimates are extrapolated to t = 0 (`result["extrapolated"]`).
     `result["warnings"]` lists readout times outside the model's training range."""
@@ -42,6 +45,7 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
             raise SpinscoreError("--method network needs --checkpoint")
         model, _, meta = checkpoints.load_model(checkpoint)
         checkpoints.check_compatible(meta, system.types, system.max_range, str(data))
+        t_eval = AnalysisConfig(t_eval=t_eval).eval_time(meta["trained_t"])
         result, profile = _network_extraction(model, meta, ds, t_eval, n_boot, batch_size,
                                               progress, t_extrapolate)
         result.update(checkpoint=str(checkpoint), checkpoint_format=meta["format"],
@@ -115,13 +119,15 @@ def _per_config(model, ds, t_eval, batch_size, progress, out: Path) -> None:
         "explained_variance": ev.tolist()})  # (n_seq, n_snap)
 
 
-def ood(checkpoint, data, ood_paths: dict[str, str], out, t_eval: float = 1e-4,
+def ood(checkpoint, data, ood_paths: dict[str, str], out, t_eval: float | None = None,
         progress: bool = True) -> dict:
-    """`spinscore ood`: ood.json (EVs summarised, AUCs) and ood.png in `out`."""
+    """`spinscore ood`: ood.json (EVs summarised, AUCs) and ood.png in `out`; the network is
+    read at `t_eval` (default: the checkpoint's smallest training time)."""
     from spinscore.analysis.ood import ood_report
     from spinscore.report.figures import ood_figure, save_figure
 
     model, _, meta = checkpoints.load_model(checkpoint)
+    t_eval = AnalysisConfig(t_eval=t_eval).eval_time(meta["trained_t"])
     sets = {name: read_dataset(path) for name, path in ood_paths.items()}
     summary, flags = ood_report(model, meta, read_dataset(data), sets, t_eval, progress)
     summary["checkpoint"] = str(checkpoint)
@@ -184,16 +190,16 @@ def generate_for_test_sequence(checkpoint: str | Path, data: str | Path, sequenc
                                n: int, out_dir: str | Path, **options) -> dict:
     """`generate` for test sequence `sequence_index` of the data set `data`: OUT_DIR/
     generated.h5, generate.png and generate.json."""
-    model, config, meta, _, types = checkpoints.load_model_for_sequence(checkpoint, data, sequence_index)
+    model, config, meta, _, types = checkpoints.load_model_for_sequence(checkpoint, data,
+                                                                         sequence_index)
     out = Path(out_dir)
     return generate(model, config, meta, types, n, out / "generated.h5",
                     png=out / "generate.png", summary=out / "generate.json", **options)
 
 
 def partition(checkpoint: str | Path, data: str | Path, sequence_index: int,
-              out_dir: str | Path, *, per_temperature: int = 20,
-              divergence: Literal["exact", "hutchinson"] = "exact", seed: int = 0,
-              progress: bool = False, **options) -> dict:
+              out_dir: str | Path, settings: PartitionSettings | None = None, *,
+              threads: int = 2, progress: bool = False) -> dict:
     """`analysis.partition.partition_analysis` for test sequence `sequence_index` of `data`,
     checked against the checkpoint (couplings, max_length): OUT_DIR/partition.png and
     partition.json. Returns the summary (without the per-configuration points)."""
@@ -201,7 +207,9 @@ def partition(checkpoint: str | Path, data: str | Path, sequence_index: int,
     from spinscore.report.diffusion_figures import partition_figure_of
     from spinscore.report.figures import save_figure
 
-    model, config, meta, ds, types = checkpoints.load_model_for_sequence(checkpoint, data, sequence_index)
+    settings = settings or PartitionSettings()
+    model, config, meta, ds, types = checkpoints.load_model_for_sequence(checkpoint, data,
+                                                                         sequence_index)
     if ds.config.system.coupling_table().tolist() != config.system.coupling_table().tolist():
         raise SpinscoreError(f"{data}: couplings differ from those the checkpoint was trained on")
     if len(types) > meta["max_length"]:
@@ -209,12 +217,13 @@ def partition(checkpoint: str | Path, data: str | Path, sequence_index: int,
                              f"the checkpoint's max_length {meta['max_length']}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = partition_analysis(model, config, types, per_temperature=per_temperature,
-                                divergence=divergence, seed=seed, progress=progress, **options)
+    result = partition_analysis(model, config, types, settings, threads=threads,
+                                progress=progress)
     result = {"checkpoint": str(checkpoint), "data": str(data), "sequence_index": sequence_index,
               **result}
     fig = partition_figure_of(result, title=f"sequence {sequence_index} of {Path(data).name} "
-                                            f"(L = {result['length']}), {divergence} divergence")
+                                            f"(L = {result['length']}), {settings.divergence} "
+                                            "divergence")
     save_figure(fig, out / "partition.png")
     write_json(out / "partition.json", result)
     return {k: v for k, v in result.items() if k != "points"}

@@ -1,0 +1,53 @@
+"""How a trained model is read: the one place for the settings of the readouts (extract, ood)
+and of the partition-function analysis, shared by the command line and `reproduce`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from spinscore.config.system import _Frozen
+
+
+class PartitionSettings(_Frozen):
+    """The partition-function analysis of one sequence (SPEC §7): REMC snapshots at every
+    ladder temperature, their log p by the probability-flow ODE, the fit of alpha on the
+    coldest temperatures, and thermodynamic integration at beta_eff = alpha beta."""
+
+    per_temperature: int = Field(default=20, ge=2)  # REMC snapshots per ladder temperature
+    divergence: Literal["exact", "hutchinson"] = "exact"
+    probes: int = Field(default=4, gt=0)  # Hutchinson probes per configuration
+    # rtol = atol of the probability-flow trajectory (radians); the divergence integral is
+    # held to 1e-3 nats per spin by the quadrature (diffusion.likelihood)
+    tolerance: float = Field(default=1e-5, gt=0)
+    fit_temperatures: int = Field(default=1, gt=0)  # coldest ladder temperatures in the fit
+    ti_points: int = Field(default=100, ge=3)  # beta grid of the TI (Simpson)
+    ti_runs: int = Field(default=8, ge=2)  # independent REMC runs: the TI error bar
+    ti_sweeps: int = Field(default=4000, gt=0)  # measurement sweeps per run
+    seed: int = Field(default=0, ge=0)
+
+
+class AnalysisConfig(_Frozen):
+    """The readouts of a trained network (extract, ood) and the partition function."""
+
+    # zero-noise evaluation time of the network (None: the model's smallest training time)
+    t_eval: float | None = Field(default=None, gt=0)
+    # readout times whose OLS estimates are extrapolated to t = 0 (None: the smallest
+    # training time and three doublings, `analysis.extract.default_readout_times`)
+    t_extrapolate: tuple[float, ...] | None = None
+    bootstrap: int = Field(default=200, ge=0)  # resamples over test sequences
+    batch_size: int = Field(default=128, gt=0)  # snapshots per network call
+    partition: PartitionSettings = PartitionSettings()
+
+    @model_validator(mode="after")
+    def _check(self) -> AnalysisConfig:
+        if self.t_extrapolate is not None and (len(self.t_extrapolate) < 2
+                                               or min(self.t_extrapolate) <= 0):
+            raise ValueError(f"t_extrapolate: expected at least two positive times, got "
+                             f"{list(self.t_extrapolate)}")
+        return self
+
+    def eval_time(self, trained_t: list[float]) -> float:
+        """t_eval, or the smallest training time `trained_t[0]` of the model when unset."""
+        return self.t_eval if self.t_eval is not None else float(trained_t[0])
