@@ -1,6 +1,12 @@
-"""The Hamiltonian of a sequence-dependent chain of O(3) spins: the one source of truth for H.
+"""The Hamiltonian of a system of typed O(3) spins: the one source of truth for H.
 
-    H(S) = - sum_r sum_i J_r(sigma_i, sigma_{i+r}) S_i . S_{i+r}
+    H(S) = - sum_{pairs (i, j)} J_k(sigma_i, sigma_j) S_i . S_j
+
+over the interacting pairs of a `SpinSystem`, pair (i, j) in neighbour shell k. Two layouts:
+per pair (`pair_couplings`, `pair_local_field`, `pair_energy`: any system, (..., P) over the
+system's `Pairs`), and the chain's bond layout (`bond_couplings`, `local_field`, `energy`,
+`tangent_force`: (..., K, L), entry [..., k-1, i] for the pair (i, i + k), vectorised per shell;
+the fast path of chains, with the results the data sets were made with).
 
 Every function works on NumPy arrays and torch tensors alike (through `array_api_compat`),
 batched over any leading dimensions, with padding marked by type -1 (padded spins are ignored).
@@ -10,11 +16,72 @@ Energies are in units of the couplings J; temperatures in the same units (k_B = 
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
+
+from spinscore.systems import Chain, Pairs
+
+
+def pair_couplings(types, pairs: Pairs, table):
+    """Coupling J_k(sigma_i, sigma_j) of every interacting pair.
+
+    Args:
+        types: (..., N) integer site types, -1 on padding.
+        pairs: the system's interacting pairs of N sites (P of them).
+        table: (K, n_types, n_types) couplings `table[k-1, a, b]` (NumPy array or same library
+            as `types`).
+    Returns:
+        (..., P) couplings, zero where either site is padding. Float dtype of `table`.
+    """
+    xp = array_namespace(types)
+    table = _like(table, types)
+    where = device(types)
+    i, j, k = (xp.asarray(a, device=where) for a in (pairs.i, pairs.j, pairs.shell - 1))
+    valid = types >= 0
+    safe = xp.astype(xp.where(valid, types, xp.zeros_like(types)), xp.int64)
+    both = xp.astype(valid[..., i] & valid[..., j], table.dtype)
+    return table[k, safe[..., i], safe[..., j]] * both
+
+
+def pair_local_field(spins, pairs: Pairs, couplings):
+    """Local field h_i = sum_j J_ij S_j from per-pair couplings.
+
+    Args:
+        spins: (..., N, 3) unit spins; pairs: P interacting pairs of the N sites;
+        couplings: (..., P) from `pair_couplings`.
+    Returns:
+        (..., N, 3) local field, units of J.
+    """
+    xp = array_namespace(spins)
+    where = device(spins)
+    i, j = xp.asarray(pairs.i, device=where), xp.asarray(pairs.j, device=where)
+    h = xp.zeros_like(spins)
+    # both ends of every pair, as one scatter-add over the site axis
+    h_of = xp.concat([couplings[..., None] * spins[..., j, :],
+                      couplings[..., None] * spins[..., i, :]], axis=-2)  # (..., 2P, 3)
+    ends = xp.concat([i, j])
+    if isinstance(h, np.ndarray):
+        np.add.at(np.moveaxis(h, -2, 0), ends, np.moveaxis(h_of, -2, 0))
+        return h
+    return h.index_add(-2, ends, h_of)
+
+
+def pair_energy(spins, pairs: Pairs, couplings):
+    """Total energy H(S) = -sum_pairs J_p S_i . S_j of each sample.
+
+    Args:
+        spins: (..., N, 3); pairs: P interacting pairs; couplings: (..., P) from
+            `pair_couplings`.
+    Returns:
+        (...,) energy, units of J.
+    """
+    xp = array_namespace(spins)
+    where = device(spins)
+    i, j = xp.asarray(pairs.i, device=where), xp.asarray(pairs.j, device=where)
+    return -xp.sum(couplings * xp.sum(spins[..., i, :] * spins[..., j, :], axis=-1), axis=-1)
 
 
 def bond_couplings(types, table):
-    """Coupling of every bond of every range.
+    """Coupling of every bond of every range, in the chain's bond layout.
 
     Args:
         types: (..., L) integer site types, -1 on padding.
@@ -24,17 +91,9 @@ def bond_couplings(types, table):
         (..., K, L) array: entry [..., r-1, i] is J_r(sigma_i, sigma_{i+r}) for the bond (i, i+r),
         zero where i + r >= L or either site is padding. Float dtype of `table`.
     """
-    xp = array_namespace(types)
-    table = _like(table, types)
-    n_range, length = table.shape[0], types.shape[-1]
-    valid = types >= 0
-    safe = xp.astype(xp.where(valid, types, xp.zeros_like(types)), xp.int64)
-    out = xp.zeros((*types.shape[:-1], n_range, length), dtype=table.dtype)
-    for r in range(1, min(n_range, length - 1) + 1):
-        j = table[r - 1][safe[..., :-r], safe[..., r:]]
-        both = xp.astype(valid[..., :-r] & valid[..., r:], table.dtype)
-        out[..., r - 1, : length - r] = j * both
-    return out
+    n_range, n_types, length = table.shape[0], table.shape[1], types.shape[-1]
+    chain = Chain(n_types, n_range, (length, length))
+    return chain.bond_layout(pair_couplings(types, chain.pairs(length), table), length)
 
 
 def local_field(spins, bonds):
@@ -110,28 +169,10 @@ def _like(table, ref):
     return table
 
 
-def pair_index_table(n_types: int) -> np.ndarray:
-    """(n_types, n_types) index of each unordered type pair in the canonical parameter order
-    (like pairs first, then unlike pairs lexicographically; see `SystemConfig.type_pairs`)."""
-    table = np.zeros((n_types, n_types), dtype=np.int64)
-    pairs = [(a, a) for a in range(n_types)]
-    pairs += [(a, b) for a in range(n_types) for b in range(a + 1, n_types)]
-    for k, (a, b) in enumerate(pairs):
-        table[a, b] = table[b, a] = k
-    return table
-
-
 def bond_classes(types: np.ndarray, n_types: int, max_range: int) -> np.ndarray:
     """Parameter index of every bond: (..., K, L) int64, entry [..., r-1, i] is the index of
     J_r(sigma_i, sigma_{i+r}) in the parameter vector, -1 where there is no bond."""
     types = np.asarray(types)
-    pairs = pair_index_table(n_types)
-    n_pairs = pairs.max() + 1
     length = types.shape[-1]
-    out = np.full((*types.shape[:-1], max_range, length), -1, dtype=np.int64)
-    valid = types >= 0
-    safe = np.where(valid, types, 0)
-    for r in range(1, min(max_range, length - 1) + 1):
-        cls = (r - 1) * n_pairs + pairs[safe[..., :-r], safe[..., r:]]
-        out[..., r - 1, : length - r] = np.where(valid[..., :-r] & valid[..., r:], cls, -1)
-    return out
+    chain = Chain(n_types, max_range, (length, length))
+    return chain.bond_layout(chain.pair_classes(types), length, fill=-1)
