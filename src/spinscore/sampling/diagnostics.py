@@ -7,24 +7,21 @@ from typing import Any
 import numpy as np
 
 from spinscore.io import Dataset
-from spinscore.physics.hamiltonian import bond_classes, bond_couplings, tangent_force
+from spinscore.physics.hamiltonian import bond_couplings, tangent_force
+from spinscore.systems import system_from_config
 
 
 def bond_dots_by_class(ds: Dataset) -> dict[str, np.ndarray]:
-    """S_i . S_{i+r} of every bond in the data set, grouped by parameter name (e.g. 'J1_AB')."""
+    """S_i . S_j of every interacting pair of every snapshot, grouped by parameter name (e.g.
+    'J1_AB'); within a name ordered by sequence, snapshot, then the system's pair order."""
     system = ds.config.system
-    classes = bond_classes(ds.types, system.n_types, system.max_range)  # (n, K, L)
+    sites = system_from_config(system)
+    pairs = sites.pairs(ds.types.shape[-1])
+    classes = sites.pair_classes(ds.types)  # (n, P)
     spins = ds.spins.astype(np.float64)
-    length = spins.shape[2]
-    out = {}
-    names = system.parameter_names()
-    for r in range(1, system.max_range + 1):
-        dots = np.sum(spins[:, :, : length - r] * spins[:, :, r:], axis=-1)  # (n, snap, L-r)
-        cls = np.broadcast_to(classes[:, None, r - 1, : length - r], dots.shape)
-        for k, name in enumerate(names):
-            if name.startswith(f"J{r}_"):
-                out[name] = dots[cls == k]
-    return out
+    dots = np.sum(spins[:, :, pairs.i] * spins[:, :, pairs.j], axis=-1)  # (n, snap, P)
+    cls = np.broadcast_to(classes[:, None], dots.shape)
+    return {name: dots[cls == k] for k, name in enumerate(system.parameter_names())}
 
 
 def tangent_force_magnitudes(ds: Dataset) -> np.ndarray:

@@ -151,19 +151,24 @@ def _update_site(spins, bonds, i, n_range, beta, s):
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST)
-def sweep(spins, bonds, beta, s):
-    """One sweep over the real sites of one replica, one site at a time.
+def sweep(spins, bonds, order, beta, s):
+    """One sweep over the real sites of one replica, one site at a time, in `order`.
 
-    Sites are visited colour by colour (i mod K+1): consecutive updates then share no bond, so
-    they do not wait for each other and the CPU overlaps them (about 1.5x faster than in chain
-    order). Any fixed visiting order is a valid sequential Gibbs sweep.
+    The order comes from the system's colouring (`SpinSystem.sweep_order`): sites colour by
+    colour, so consecutive updates share no bond, do not wait for each other and the CPU
+    overlaps them (about 1.5x faster than in chain order for the chain's i mod K+1). Any fixed
+    visiting order is a valid sequential Gibbs sweep.
 
-    spins: (L + 2K, 3) padded rows of one replica, updated in place; bonds: (K, L + 2K).
+    spins: (L + 2K, 3) padded rows of one replica, updated in place; bonds: (K, L + 2K);
+    order: (L,) int64 padded rows (site + K) in the order of the sweep.
     """
     n_range = bonds.shape[0]
-    stride = n_range + 1
-    for colour in range(stride):
-        for i in range(n_range + colour, spins.shape[0] - n_range, stride):
+    end = spins.shape[0] - n_range
+    for k in range(order.shape[0]):
+        i = order[k]
+        # Always true for a valid order; it tells the compiler that i - r >= 0, so the
+        # negative-index checks of the field loop go (8 % of the sweep's time, measured).
+        if n_range <= i < end:
             _update_site(spins, bonds, i, n_range, beta, s)
 
 
@@ -215,14 +220,15 @@ def heat_bath_samples(h, beta, n, s):
 
 @njit(nogil=True, cache=True)
 def remc_chain(
-    spins, bonds, betas, burn_in, n_snapshots, thinning, swap_every, s,
+    spins, bonds, order, betas, burn_in, n_snapshots, thinning, swap_every, s,
     snapshots, swap_accepted, swap_attempted, ladder_energy, ladder_energy_sq,
 ):  # fmt: skip
     """Replica-exchange Monte Carlo of one chain (SPEC §3); all outputs preallocated.
 
     Args:
-        spins: (R, L + 2K, 3) initial replicas (modified). betas: (R,) inverse temperatures,
-            ascending (index 0 hottest, R-1 the target temperature).
+        spins: (R, L + 2K, 3) initial replicas (modified). bonds: (K, L + 2K). order: (L,)
+            padded rows in the order of a sweep (see `sweep`). betas: (R,) inverse
+            temperatures, ascending (index 0 hottest, R-1 the target temperature).
         burn_in, n_snapshots, thinning, swap_every: schedule in sweeps. A sweep updates every
             site of every replica once; swaps of neighbouring temperatures are proposed every
             `swap_every` sweeps, even pairs and odd pairs alternately.
@@ -248,7 +254,7 @@ def remc_chain(
     total = burn_in + n_snapshots * thinning
     for t in range(1, total + 1):
         for k in range(n_rep):
-            sweep(spins[perm[k]], bonds, betas[k], s)
+            sweep(spins[perm[k]], bonds, order, betas[k], s)
         if t % swap_every == 0:
             for k in range(n_rep):
                 energies[k] = chain_energy(spins[perm[k]], bonds)

@@ -16,6 +16,7 @@ import numpy as np
 from spinscore.config import RunConfig, SimulationConfig, SystemConfig
 from spinscore.physics.hamiltonian import bond_couplings, energy
 from spinscore.sampling import kernels
+from spinscore.systems import system_from_config
 
 
 def temperature_ladder(t_min: float, t_max: float, n: int) -> np.ndarray:
@@ -31,11 +32,8 @@ def chain_seed(seed: int, index: int) -> np.random.SeedSequence:
 
 
 def draw_sequence(system: SystemConfig, rng: np.random.Generator) -> np.ndarray:
-    """A chain's site types: length uniform in system.length (inclusive), types uniform.
-    Returns (L,) int8."""
-    lo, hi = system.length
-    length = int(rng.integers(lo, hi + 1))
-    return rng.integers(0, system.n_types, size=length).astype(np.int8)
+    """The site types of one sample of `system` (`SpinSystem.draw_types`), (N,) int8."""
+    return system_from_config(system).draw_types(rng)
 
 
 def padded_bonds(types: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -74,7 +72,8 @@ def simulate_chain(
     """
     seq = chain_seed(sim.seed, index)
     rng = np.random.default_rng(seq)
-    drawn = draw_sequence(system, rng)
+    sites = system_from_config(system)
+    drawn = sites.draw_types(rng)
     types = drawn if types is None else np.asarray(types, dtype=np.int8)
     if temperatures is None:
         temperatures = temperature_ladder(system.temperature, sim.t_max, sim.replicas)
@@ -84,6 +83,7 @@ def simulate_chain(
     state = rng.bit_generator.random_raw(4).astype(np.uint64) | np.uint64(1)
 
     bonds = padded_bonds(types, table)
+    order = sites.sweep_order(length) + n_range  # padded rows, colour by colour (checked)
     spins = np.zeros((n_rep, length + 2 * n_range, 3))
     kernels.random_spins(spins, n_range, state)
     snaps = np.empty((sim.snapshots, length, 3))
@@ -91,7 +91,7 @@ def simulate_chain(
     attempted = np.zeros_like(accepted)
     e_sum, e_sq = np.zeros(n_rep), np.zeros(n_rep)
     n_samples, trips = kernels.remc_chain(
-        spins, bonds, betas, sim.burn_in, sim.snapshots, sim.thinning, sim.swap_every, state,
+        spins, bonds, order, betas, sim.burn_in, sim.snapshots, sim.thinning, sim.swap_every, state,
         snaps, accepted, attempted, e_sum, e_sq,
     )  # fmt: skip
     n = max(n_samples, 1)
@@ -121,7 +121,7 @@ def pack_chunk(config: RunConfig, indices: list[int] | range,
     (n, R-1), ladder_energy_mean/var (n, R), round_trips int32 (n,), index int64 (n,).
     """
     system, sim = config.system, config.simulation
-    n, l_max, n_rep = len(indices), system.length[1], sim.replicas
+    n, l_max, n_rep = len(indices), system_from_config(system).max_sites, sim.replicas
     out = {
         "spins": np.zeros((n, sim.snapshots, l_max, 3), dtype=np.float32),
         "types": np.full((n, l_max), -1, dtype=np.int8),
