@@ -72,6 +72,32 @@ def exact_single_range(system: SystemConfig, types: np.ndarray, betas: np.ndarra
             "mean_energy": energy}
 
 
+def _check_ti_settings(n_points: int, beta0: float, runs: int, sweeps: int,
+                       sim: SimulationConfig) -> None:
+    if n_points < 3:
+        raise ValueError(f"n_points: expected at least 3 grid points, got {n_points}")
+    if not (np.isfinite(beta0) and beta0 > 0):
+        raise ValueError(f"beta0: expected a positive inverse temperature, got {beta0}")
+    if runs < 2:
+        raise ValueError(f"runs: expected at least 2 independent runs for an error bar, got {runs}")
+    if sweeps < sim.swap_every:
+        raise ValueError(f"sweeps ({sweeps}) must be at least swap_every ({sim.swap_every})")
+
+
+def _ladder_runs(system, types, betas, sim, seed, runs, sweeps, threads, progress) -> list:
+    """`runs` independent REMC runs on the ladder betas[1:] (hottest first), in threads."""
+    # One stored snapshot per run (not used); the ladder is the grid without beta = 0.
+    sim_run = sim.model_copy(update={"replicas": len(betas) - 1, "snapshots": 1,
+                                     "thinning": sweeps, "seed": seed})
+    with (ThreadPoolExecutor(max_workers=threads) as pool,
+          tqdm(total=runs, unit="run", desc="thermo", disable=not progress) as bar):
+        futures = [pool.submit(simulate_chain, system, sim_run, r, types, 1.0 / betas[1:])
+                   for r in range(runs)]
+        for _ in as_completed(futures):
+            bar.update(1)
+        return [f.result() for f in futures]
+
+
 def thermodynamic_integration(
     system: SystemConfig,
     types: np.ndarray,
@@ -103,29 +129,11 @@ def thermodynamic_integration(
         and the settings (length, beta0, runs, sweeps, burn_in, swap_every, seed), wall_time_s.
     """
     types = np.asarray(types)
-    if n_points < 3:
-        raise ValueError(f"n_points: expected at least 3 grid points, got {n_points}")
-    if not (np.isfinite(beta0) and beta0 > 0):
-        raise ValueError(f"beta0: expected a positive inverse temperature, got {beta0}")
-    if runs < 2:
-        raise ValueError(f"runs: expected at least 2 independent runs for an error bar, got {runs}")
     sim = sim if sim is not None else SimulationConfig(sequences=1, snapshots=1)
-    if sweeps < sim.swap_every:
-        raise ValueError(f"sweeps ({sweeps}) must be at least swap_every ({sim.swap_every})")
+    _check_ti_settings(n_points, beta0, runs, sweeps, sim)
     betas = beta_grid(beta0, n_points)
-    # One stored snapshot per run (not used); the ladder is the grid without beta = 0, hottest first.
-    sim_run = sim.model_copy(update={"replicas": n_points - 1, "snapshots": 1, "thinning": sweeps,
-                                     "seed": seed})
-    temperatures = 1.0 / betas[1:]
-
     start = time.perf_counter()
-    with (ThreadPoolExecutor(max_workers=threads) as pool,
-          tqdm(total=runs, unit="run", desc="thermo", disable=not progress) as bar):
-        futures = [pool.submit(simulate_chain, system, sim_run, r, types, temperatures)
-                   for r in range(runs)]
-        for _ in as_completed(futures):
-            bar.update(1)
-        results = [f.result() for f in futures]
+    results = _ladder_runs(system, types, betas, sim, seed, runs, sweeps, threads, progress)
     wall = time.perf_counter() - start
 
     zero = np.zeros((runs, 1))  # <E>_0 = 0 and Var_0 E = sum J^2 / 3, exact (isotropic spins)

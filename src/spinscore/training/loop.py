@@ -108,39 +108,10 @@ def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume:
     if resume and not last.exists():
         raise SpinscoreError(f"{out}: nothing to resume (no checkpoint.pt)")
 
-    ds = read_dataset(data_path)
-    system = ds.config.system
-    if config.system.types != system.types or config.system.max_range != system.max_range:
-        raise SpinscoreError(
-            f"{data_path}: data set has types {list(system.types)} and range {system.max_range},"
-            f" the config has {list(config.system.types)} and range {config.system.max_range}")
-    if system.length[1] > config.model.max_length:
-        raise SpinscoreError(f"{data_path}: chains of up to {system.length[1]} sites exceed "
-                             f"model.max_length = {config.model.max_length}")
-    data = TrainingData.from_dataset(ds, tc.seed)
-    meta = {"types": list(system.types), "max_range": system.max_range,
-            "max_length": config.model.max_length, "beta": system.beta, "output_scale": system.beta,
-            "data": str(data_path)}
-
-    torch.manual_seed(tc.seed)
-    model = build_model(config.model, meta).to(dev)
-    ema = AveragedModel(model, multi_avg_fn=ema_update(tc.ema_decay))
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    data, meta = _training_data(config, data_path)
     total_steps = math.ceil(tc.samples / tc.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc, total_steps))
-    start = 0
-    if resume:
-        state = load_checkpoint(last)
-        old = checkpoint_config(state, last)
-        if old.model != config.model:
-            raise SpinscoreError(f"{last}: checkpoint of another model ({old.model}); "
-                                 f"the config asks for {config.model}")
-        check_compatible(state["meta"], system.types, system.max_range, str(data_path))
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema_full"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = state["step"]
+    model, ema, opt, sched = _optimisation(config, meta, dev, total_steps)
+    start = _resume(last, config, meta, data_path, model, ema, opt, sched) if resume else 0
     net = DistributedDataParallel(model) if ddp.world > 1 else model
 
     if ddp.main:
@@ -176,6 +147,51 @@ def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume:
     if ddp.world > 1:
         dist.barrier()
     return last
+
+
+def _training_data(config: RunConfig, data_path: str | Path) -> tuple[TrainingData, dict]:
+    """The data stream of a run and the checkpoint's `meta`; refuses a data set of other site
+    types or range than the config, or longer chains than the model takes."""
+    ds = read_dataset(data_path)
+    system = ds.config.system
+    if config.system.types != system.types or config.system.max_range != system.max_range:
+        raise SpinscoreError(
+            f"{data_path}: data set has types {list(system.types)} and range {system.max_range},"
+            f" the config has {list(config.system.types)} and range {config.system.max_range}")
+    if system.length[1] > config.model.max_length:
+        raise SpinscoreError(f"{data_path}: chains of up to {system.length[1]} sites exceed "
+                             f"model.max_length = {config.model.max_length}")
+    meta = {"types": list(system.types), "max_range": system.max_range,
+            "max_length": config.model.max_length, "beta": system.beta, "output_scale": system.beta,
+            "data": str(data_path)}
+    return TrainingData.from_dataset(ds, config.train.seed), meta
+
+
+def _optimisation(config: RunConfig, meta: dict, dev: torch.device, total_steps: int):
+    """(model, EMA, AdamW, LR schedule), freshly initialised from train.seed."""
+    tc = config.train
+    torch.manual_seed(tc.seed)
+    model = build_model(config.model, meta).to(dev)
+    ema = AveragedModel(model, multi_avg_fn=ema_update(tc.ema_decay))
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc, total_steps))
+    return model, ema, opt, sched
+
+
+def _resume(last: Path, config: RunConfig, meta: dict, data_path, model, ema, opt, sched) -> int:
+    """Load the state of checkpoint `last` into the run (checked to be the same model and
+    system); returns its step."""
+    state = load_checkpoint(last)
+    old = checkpoint_config(state, last)
+    if old.model != config.model:
+        raise SpinscoreError(f"{last}: checkpoint of another model ({old.model}); "
+                             f"the config asks for {config.model}")
+    check_compatible(state["meta"], meta["types"], meta["max_range"], str(data_path))
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema_full"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    return state["step"]
 
 
 def make_batch(data: TrainingData, config: RunConfig, step: int):
