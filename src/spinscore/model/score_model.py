@@ -17,22 +17,29 @@ from spinscore.config import ModelConfig
 from spinscore.geometry.sphere import tangent_project
 from spinscore.model.layers import TimeEmbedding
 from spinscore.model.pairformer import Pairformer
+from spinscore.systems import Chain, SpinSystem
 
 _MASKED = -1e9  # additive attention bias on padding keys (finite: no NaN in softmax)
 
 
 class ScoreModel(nn.Module):
-    """Score network for chains of up to `max_length` sites of `n_types` types.
+    """Score network for samples of up to `max_length` sites of `n_types` types.
 
     `output_scale` (beta of the data, see `train`) sets the preconditioning c(t) that
     multiplies W so that the trunk works with O(1) numbers: the score at t -> 0 is
-    beta * tangent force (ModelConfig.output_scaling).
+    beta * tangent force (ModelConfig.output_scaling). `system` gives the pair features the
+    trunk sees (`SpinSystem.pair_features`, clipped at `cfg.max_distance`); by default a
+    chain's separation |i - j|.
     """
 
-    def __init__(self, cfg: ModelConfig, n_types: int, max_length: int, output_scale: float):
+    def __init__(self, cfg: ModelConfig, n_types: int, max_length: int, output_scale: float,
+                 system: SpinSystem | None = None):
         super().__init__()
         c_s, c_z = cfg.single_dim, cfg.pair_dim
         self.cfg, self.n_types, self.max_length = cfg, n_types, max_length
+        # a chain's pair features do not depend on its interaction range or lengths
+        self.system = system if system is not None else Chain(n_types, 1, (1, max_length))
+        self._features: dict[tuple[int, torch.device], Tensor] = {}
         self.type_embed = nn.Embedding(n_types, c_s)
         self.pos_embed = nn.Embedding(max_length, c_s)
         self.time_embed = TimeEmbedding(c_s, cfg.time_octaves)
@@ -57,8 +64,8 @@ class ScoreModel(nn.Module):
         s = (self.type_embed(types.clamp(min=0)) + self.pos_embed(idx)[None]
              + self.time_embed(t)[:, None, :])  # (B, N, c_s)
         gram = spins @ spins.transpose(1, 2)  # (B, N, N), the only geometric input
-        sep = (idx[:, None] - idx[None, :]).abs().clamp(max=self.cfg.max_distance)  # (N, N)
-        z = self.dist_embed(sep)[None] + self.gram_embed(gram[..., None])  # (B, N, N, c_z)
+        pair = self.pair_features(n, spins.device)  # (N, N), |i - j| on a chain
+        z = self.dist_embed(pair)[None] + self.gram_embed(gram[..., None])  # (B, N, N, c_z)
         key_bias = torch.where(mask, 0.0, _MASKED).to(s.dtype)[:, None, None, :]  # (B,1,1,N)
         s, z = self.trunk(s, z, key_bias)
         w = self.head(z).squeeze(-1)  # (B, N, N)
@@ -66,6 +73,15 @@ class ScoreModel(nn.Module):
         keep = mask[:, :, None] & mask[:, None, :] & ~torch.eye(n, dtype=torch.bool,
                                                                   device=spins.device)
         return self.output_factor(t)[:, None, None] * w * keep
+
+    def pair_features(self, n_sites: int, device: torch.device) -> Tensor:
+        """The system's pair features of `n_sites` sites clipped at cfg.max_distance: (N, N)
+        int64 rows of `dist_embed` (computed once per size and device)."""
+        key = (n_sites, torch.device(device))
+        if key not in self._features:
+            features = torch.as_tensor(self.system.pair_features(n_sites), device=device)
+            self._features[key] = features.clamp(max=self.cfg.max_distance)
+        return self._features[key]
 
     def output_factor(self, t: Tensor) -> Tensor:
         """c(t) (B,): beta, or beta / (1 + beta t) with `output_scaling: stiffness`."""
