@@ -1,12 +1,14 @@
-"""The score network: O(3) equivariance, tangency, symmetric W, zero torque, padding."""
+"""The score network: O(3) equivariance, tangency, symmetric W, zero torque, padding; its
+pair features come from the system."""
 
 import numpy as np
 import pytest
 import torch
 
 from spinscore.config import ModelConfig
-from spinscore.model import ScoreModel
+from spinscore.model import ScoreModel, assert_equivariant, equivariance_errors
 from spinscore.model.reference import plain_copy
+from spinscore.systems import Chain
 
 SMALL = ModelConfig(single_dim=16, pair_dim=8, blocks=2, heads=4, transition=2, max_distance=8)
 
@@ -33,26 +35,32 @@ def batch(seed=0, b=3, n=14, lengths=(14, 9, 11)):
     return spins, types, t
 
 
-def random_o3(k):
-    from scipy.stats import special_ortho_group
-
-    q = special_ortho_group.rvs(3, random_state=100 + k)
-    return torch.as_tensor(q * (-1) ** k)  # alternate proper rotations and reflections
-
-
 def test_equivariance_under_random_rotations_and_reflections():
     model = make_model()
     spins, types, t = batch()
-    with torch.no_grad():
-        score = model(spins, types, t)
-        for k in range(20):
-            q = random_o3(k)
-            rotated = model(spins @ q.T, types, t)
-            assert (rotated - score @ q.T).abs().max() < 1e-10
-    assert score.abs().max() > 1e-2  # not trivially zero
+    errors = assert_equivariant(model, spins, types, t, n=10, atol=1e-10,
+                                generator=torch.Generator().manual_seed(100))
+    assert errors.tangency < 1e-12 and errors.torque < 1e-12
+    assert errors.scale > 1e-2  # not trivially zero
 
 
-def test_tangent_symmetric_zero_diagonal_zero_torque():
+def test_equivariance_checker_catches_a_broken_score():
+    """A score with a fixed direction added is neither equivariant nor tangent: the checker,
+    used above on the network, must see it (under rotations and reflections alike)."""
+    model = make_model()
+    spins, types, t = batch()
+    broken = lambda s, ty, tt: model(s, ty, tt) + torch.tensor([0.0, 0.0, 1e-3], dtype=s.dtype)  # noqa: E731
+    errors = equivariance_errors(broken, spins, types, t, n=4)
+    assert errors.proper > 1e-4 and errors.improper > 1e-4 and errors.tangency > 1e-4
+    with pytest.raises(AssertionError, match="proper"):
+        assert_equivariant(broken, spins, types, t, n=4)
+    # a score that is equivariant under rotations only (a pseudovector) fails on reflections
+    pseudo = lambda s, ty, tt: torch.linalg.cross(s, torch.roll(s, 1, dims=1), dim=-1)  # noqa: E731
+    errors = equivariance_errors(pseudo, spins, types, t, n=4)
+    assert errors.proper < 1e-12 < 1e-3 < errors.improper
+
+
+def test_symmetric_w_zero_diagonal_zero_on_padding():
     model = make_model()
     spins, types, t = batch()
     with torch.no_grad():
@@ -60,11 +68,24 @@ def test_tangent_symmetric_zero_diagonal_zero_torque():
         score = model(spins, types, t)
     assert (w - w.transpose(1, 2)).abs().max() < 1e-14
     assert w.diagonal(dim1=1, dim2=2).abs().max() == 0
-    assert (score * spins).sum(-1).abs().max() < 1e-12
-    torque = torch.cross(spins, score, dim=-1).sum(1)
-    assert torque.abs().max() < 1e-12
     valid = types >= 0
     assert w[~valid].abs().max() == 0 and score[~valid].abs().max() == 0
+
+
+def test_pair_features_are_the_clipped_chain_separation():
+    """The chain's pair features are today's |i - j| clipped at max_distance, so trained
+    checkpoints give the same outputs; a model given the system explicitly is the same."""
+    model = make_model()
+    idx = torch.arange(14)
+    expected = (idx[:, None] - idx[None, :]).abs().clamp(max=SMALL.max_distance)
+    assert torch.equal(model.pair_features(14, torch.device("cpu")), expected)
+    torch.manual_seed(0)
+    explicit = ScoreModel(SMALL, n_types=2, max_length=20, output_scale=3.0,
+                          system=Chain(2, 3, (5, 20))).double()
+    explicit.load_state_dict(make_model().state_dict())
+    spins, types, t = batch()
+    with torch.no_grad():
+        assert torch.equal(explicit(spins, types, t), model(spins, types, t))
 
 
 def test_extra_padding_changes_nothing():

@@ -1,5 +1,17 @@
-"""The O(3)-equivariant score network."""
+"""The O(3)-equivariant score network, and the checker of its symmetries."""
 
+from spinscore.model.equivariance import (
+    EquivarianceErrors,
+    assert_equivariant,
+    equivariance_errors,
+)
 from spinscore.model.score_model import ScoreModel, count_parameters, pairwise_field
 
-__all__ = ["ScoreModel", "count_parameters", "pairwise_field"]
+__all__ = [
+    "EquivarianceErrors",
+    "ScoreModel",
+    "assert_equivariant",
+    "count_parameters",
+    "equivariance_errors",
+    "pairwise_field",
+]
