@@ -18,6 +18,11 @@ PAPER_SYSTEM = {
     "length": [20, 50],
     "temperature": 0.05,
 }
+# three types, interaction range 3, short chains: the general case of the code paths
+SYSTEM3 = {"types": ["A", "B", "C"], "length": [8, 15], "temperature": 0.5,
+           "couplings": {1: {"AA": 1, "BB": 0.7, "CC": -0.3, "AB": 0.5, "AC": 0.2, "BC": -0.1},
+                         2: {"AA": -0.4, "BB": -0.2, "CC": 0.1, "AB": 0.3, "AC": 0, "BC": -0.6},
+                         3: {"AA": 0.05, "BB": 0, "CC": 0.2, "AB": 0, "AC": -0.1, "BC": 0}}}
 SMALL_SIMULATION = {
     "sequences": 12, "snapshots": 3, "replicas": 4, "t_max": 1.0, "burn_in": 20,
     "thinning": 10, "swap_every": 5, "seed": 7, "chunk_size": 4,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_config
+from conftest import SYSTEM3, make_config
 from spinscore.physics.hamiltonian import (
     bond_classes,
     bond_couplings,
@@ -16,11 +16,6 @@ from spinscore.physics.hamiltonian import (
 )
 from spinscore.sampling import kernels
 from spinscore.sampling.remc import padded_bonds
-
-SYSTEM3 = {"types": ["A", "B", "C"], "length": [8, 15], "temperature": 0.5,
-           "couplings": {1: {"AA": 1, "BB": 0.7, "CC": -0.3, "AB": 0.5, "AC": 0.2, "BC": -0.1},
-                         2: {"AA": -0.4, "BB": -0.2, "CC": 0.1, "AB": 0.3, "AC": 0, "BC": -0.6},
-                         3: {"AA": 0.05, "BB": 0, "CC": 0.2, "AB": 0, "AC": -0.1, "BC": 0}}}
 
 
 def random_batch(rng, system, batch=5):
