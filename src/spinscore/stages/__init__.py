@@ -1,19 +1,23 @@
 """The stage layer: one function per stage of the pipeline. Each takes a typed config (or a
 checkpoint) and paths, calls the libraries (numbers in, numbers out) and writes the stage's
 files: JSON of its numbers, PNG figures, data sets. `cli` and `reproduce` call these; nothing
-below this layer writes figures or reports."""
+below this layer writes figures or reports.
 
-from spinscore.stages.analyses import (
-    extract,
-    generate,
-    generate_for_test_sequence,
-    ood,
-    partition,
-)
-from spinscore.stages.data import inspect_dataset, mixing, simulate, write_json
-from spinscore.stages.report import report
-from spinscore.stages.thermo import thermo
-from spinscore.stages.train import train
+The stages are imported on first use, so `spinscore simulate` does not pay for torch.
+"""
 
-__all__ = ["extract", "generate", "generate_for_test_sequence", "inspect_dataset", "mixing",
-           "ood", "partition", "report", "simulate", "thermo", "train", "write_json"]
+import importlib
+
+_HOME = {
+    "extract": "analyses", "generate": "analyses", "generate_for_test_sequence": "analyses",
+    "ood": "analyses", "partition": "analyses",
+    "inspect_dataset": "data", "mixing": "data", "simulate": "data", "write_json": "data",
+    "report": "report", "thermo": "thermo", "train": "train",
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module 'spinscore.stages' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"spinscore.stages.{_HOME[name]}"), name)
