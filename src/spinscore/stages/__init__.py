@@ -3,7 +3,8 @@ checkpoint) and paths, calls the libraries (numbers in, numbers out) and writes 
 files: JSON of its numbers, PNG figures, data sets. `cli` and `reproduce` call these; nothing
 below this layer writes figures or reports.
 
-The stages are imported on first use, so `spinscore simulate` does not pay for torch.
+The stages are imported on first use, so `spinscore simulate` does not pay for torch (the
+modules are not named after their functions, so that importing one never shadows a function).
 """
 
 import importlib
@@ -12,7 +13,7 @@ _HOME = {
     "extract": "analyses", "generate": "analyses", "generate_for_test_sequence": "analyses",
     "ood": "analyses", "partition": "analyses",
     "inspect_dataset": "data", "mixing": "data", "simulate": "data", "write_json": "data",
-    "report": "report", "thermo": "thermo", "train": "train",
+    "report": "reporting", "thermo": "thermodynamics", "train": "training",
 }
 __all__ = sorted(_HOME)
 
