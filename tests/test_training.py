@@ -151,3 +151,20 @@ def test_checkpoint_from_before_time_octaves_loads_with_its_eight_octaves(tmp_pa
     t = torch.tensor([0.01, 1.0])
     assert torch.equal(model(spins, types, t), reference(spins, types, t))
     assert cfg.model.time_octaves == 4  # today's default
+
+
+def test_checkpoint_written_with_an_older_reproduce_section_loads(tmp_path, small_dataset):
+    """Evaluation settings moved from `reproduce` to `analysis`; a checkpoint stores the whole
+    config of its run, and only the sections that define the model are read back."""
+    import yaml
+
+    from spinscore.checkpoints import load_model, save_checkpoint
+
+    cfg, _, _ = tiny_config(tmp_path, samples=16)
+    train(cfg, small_dataset, tmp_path / "run", progress=False)
+    state = weights(tmp_path / "run")
+    raw = yaml.safe_load(state["config"])
+    raw["reproduce"] = {**raw["reproduce"], "t_eval": 1e-4, "partition_per_temperature": 10}
+    save_checkpoint(tmp_path / "old.pt", {**state, "config": yaml.safe_dump(raw)})
+    model, config, _ = load_model(tmp_path / "old.pt")
+    assert config.model == cfg.model and config.system == cfg.system

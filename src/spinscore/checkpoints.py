@@ -76,10 +76,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 LEGACY_MODEL_FIELDS = {"time_octaves": 8}
 
 
+# The sections of the stored config that describe the trained model and its data; how a run
+# was evaluated (analysis, reproduce) is not the checkpoint's and changes between versions.
+MODEL_SECTIONS = ("system", "simulation", "model", "diffusion", "train")
+
+
 def checkpoint_config(state: dict[str, Any], path: Path | str = "<checkpoint>") -> RunConfig:
+    """The stored config of a checkpoint (its model-defining sections; the others default)."""
     raw = yaml.safe_load(state["config"])
-    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
-        raw["model"] = {**LEGACY_MODEL_FIELDS, **raw["model"]}
+    if isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if k in MODEL_SECTIONS}
+        if isinstance(raw.get("model"), dict):
+            raw["model"] = {**LEGACY_MODEL_FIELDS, **raw["model"]}
     return parse_config(raw, f"{path} (stored config)")
 
 
