@@ -30,8 +30,8 @@ from scipy.stats import mannwhitneyu
 from spinscore.analysis.batches import network_field, snapshot_batches
 from spinscore.analysis.inversion import design_matrix
 from spinscore.errors import SpinscoreError
+from spinscore.geometry.sphere import pairwise_field
 from spinscore.io import Dataset
-from spinscore.model.score_model import pairwise_field
 from spinscore.physics.hamiltonian import bond_classes
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint
 
-from spinscore.model.score_model import pairwise_field
+from spinscore.geometry.sphere import pairwise_field
 
 Field = Callable[[Tensor], Tensor]  # (B, N, 3) unit spins -> (B, N, 3) tangent velocity
 

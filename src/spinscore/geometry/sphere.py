@@ -24,8 +24,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["exp_map", "geodesic_angle", "log_map", "random_orthogonal", "tangent_project",
-           "uniform_sphere"]
+__all__ = ["exp_map", "geodesic_angle", "log_map", "pairwise_field", "random_orthogonal",
+           "tangent_project", "uniform_sphere"]
 
 def dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(-1, keepdim=True)
@@ -126,3 +126,16 @@ def random_orthogonal(n: int, proper: bool | None = None,
         flip = (det < 0) if proper else (det > 0)
         q[..., :, 2] = torch.where(flip.unsqueeze(-1), -q[..., :, 2], q[..., :, 2])
     return q.to(dtype)
+
+
+def pairwise_field(w: Tensor, spins: Tensor) -> tuple[Tensor, Tensor]:
+    """The score of couplings W held fixed, and its Riemannian divergence.
+
+    w: (B, N, N) symmetric, zero diagonal and zero on padding; spins: (B, N, 3) unit vectors.
+    Returns (score (B, N, 3) = P_i sum_j W_ij S_j, div (B,) = -2 sum_ij W_ij S_i . S_j): along
+    the tangent frame of S_i, D_e P_i = -(e S_i^T + S_i e^T) gives -2 S_i . h_i, and h_i does not
+    depend on S_i (W_ii = 0). With W depending on the configuration, this is the explicit part
+    of the divergence (diffusion.likelihood).
+    """
+    h = w @ spins  # (B, N, 3): sum_j W_ij S_j
+    return tangent_project(spins, h), -2.0 * (h * spins).sum(dim=(1, 2))

@@ -5,7 +5,7 @@ from spinscore.model.equivariance import (
     assert_equivariant,
     equivariance_errors,
 )
-from spinscore.model.score_model import ScoreModel, count_parameters, pairwise_field
+from spinscore.model.score_model import ScoreModel, count_parameters
 
 __all__ = [
     "EquivarianceErrors",
@@ -13,5 +13,4 @@ __all__ = [
     "assert_equivariant",
     "count_parameters",
     "equivariance_errors",
-    "pairwise_field",
 ]

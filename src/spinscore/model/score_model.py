@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from spinscore.config import ModelConfig
-from spinscore.geometry.sphere import tangent_project
+from spinscore.geometry.sphere import pairwise_field
 from spinscore.model.layers import TimeEmbedding
 from spinscore.model.pairformer import Pairformer
 from spinscore.systems import Chain, SpinSystem
@@ -92,19 +92,6 @@ class ScoreModel(nn.Module):
     def forward(self, spins: Tensor, types: Tensor, t: Tensor) -> Tensor:
         """Score (B, N, 3): tangent at each spin, zero on padding. Units of 1/radian."""
         return pairwise_field(self.couplings(spins, types, t), spins)[0]
-
-
-def pairwise_field(w: Tensor, spins: Tensor) -> tuple[Tensor, Tensor]:
-    """The score of couplings W held fixed, and its Riemannian divergence.
-
-    w: (B, N, N) symmetric, zero diagonal and zero on padding; spins: (B, N, 3) unit vectors.
-    Returns (score (B, N, 3) = P_i sum_j W_ij S_j, div (B,) = -2 sum_ij W_ij S_i . S_j): along
-    the tangent frame of S_i, D_e P_i = -(e S_i^T + S_i e^T) gives -2 S_i . h_i, and h_i does not
-    depend on S_i (W_ii = 0). With W depending on the configuration, this is the explicit part
-    of the divergence (diffusion.likelihood).
-    """
-    h = w @ spins  # (B, N, 3): sum_j W_ij S_j
-    return tangent_project(spins, h), -2.0 * (h * spins).sum(dim=(1, 2))
 
 
 def count_parameters(model: nn.Module) -> int:
