@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,12 @@ def read_checkpoint_file(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise SpinscoreError(f"{path}: no such checkpoint")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        # neither torch.save's zip archive nor a (legacy) pickle: do not call it unsafe
+        raise SpinscoreError(f"{path}: not a readable checkpoint (not a file written by "
+                             "torch.save)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -49,8 +56,9 @@ def read_checkpoint_file(path: str | Path) -> Any:
         ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise SpinscoreError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
-                             f"{first})") from None
+        why = "a torch archive cut short or damaged" if head.startswith(b"PK") and \
+            not zipfile.is_zipfile(path) else f"{type(exc).__name__}: {first}"
+        raise SpinscoreError(f"{path}: not a readable checkpoint ({why})") from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -67,7 +75,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     for key in ("model", "ema", "config", "meta", "step"):
         if key not in state:
             raise SpinscoreError(f"{path}: not a spinscore checkpoint (field '{key}' missing)")
+    meta = state["meta"]
+    missing = [k for k in META_FIELDS if not isinstance(meta, dict) or k not in meta]
+    if missing or not isinstance(state["config"], str):
+        what = f"meta lacks {', '.join(missing)}" if missing else "config is not YAML text"
+        raise SpinscoreError(f"{path}: not a spinscore checkpoint ({what})")
     return state
+
+
+# What a checkpoint's `meta` must hold to rebuild its model and check data against it.
+META_FIELDS = ("types", "max_range", "max_length", "output_scale")
 
 
 # Model fields added after checkpoints were first written, with the value those checkpoints were
@@ -83,12 +100,23 @@ MODEL_SECTIONS = ("system", "simulation", "model", "diffusion", "train")
 
 def checkpoint_config(state: dict[str, Any], path: Path | str = "<checkpoint>") -> RunConfig:
     """The stored config of a checkpoint (its model-defining sections; the others default)."""
-    raw = yaml.safe_load(state["config"])
+    try:
+        raw = yaml.safe_load(state["config"])
+    except yaml.YAMLError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise SpinscoreError(f"{path}: stored config is not readable YAML ({first})") from None
     if isinstance(raw, dict):
         raw = {k: v for k, v in raw.items() if k in MODEL_SECTIONS}
         if isinstance(raw.get("model"), dict):
             raw["model"] = {**LEGACY_MODEL_FIELDS, **raw["model"]}
     return parse_config(raw, f"{path} (stored config)")
+
+
+def state_dict_error(exc: BaseException) -> str:
+    """One line of a `load_state_dict` error: torch's first line is a title ("Error(s) in
+    loading state_dict for ...") over one line per mismatch; the first mismatch is shown."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+    return lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
 
 
 def build_model(model_cfg: ModelConfig, meta: dict[str, Any]) -> ScoreModel:
@@ -110,7 +138,7 @@ def load_model(path: str | Path, ema: bool = True) -> tuple[torch.nn.Module, Run
             model = published_from_state_dict(state)
         except RuntimeError as exc:
             raise SpinscoreError(f"{path}: published-format weights of unexpected shapes: "
-                                 f"{str(exc).splitlines()[0]}") from None
+                                 f"{state_dict_error(exc)}") from None
         config = parse_config(PUBLISHED_RUN_CONFIG, "published Mini-AF3 config")
         return model, config, _meta(config, model.max_length, "published")
     state = load_checkpoint(path)
@@ -120,7 +148,8 @@ def load_model(path: str | Path, ema: bool = True) -> tuple[torch.nn.Module, Run
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise SpinscoreError(f"{path}: weights do not fit the stored model config: {exc}") from None
+        raise SpinscoreError(f"{path}: weights do not fit the stored model config: "
+                             f"{state_dict_error(exc)}") from None
     meta = {**_meta(config, state["meta"]["max_length"], "spinscore"), **state["meta"]}
     return model.eval(), config, meta
 
