@@ -29,6 +29,7 @@ from spinscore.checkpoints import (
     checkpoint_config,
     load_checkpoint,
     save_checkpoint,
+    state_dict_error,
 )
 from spinscore.config import RunConfig
 from spinscore.diffusion.losses import dsm_loss_sum
@@ -111,7 +112,8 @@ def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume:
     data, meta = _training_data(config, data_path)
     total_steps = math.ceil(tc.samples / tc.batch_size)
     model, ema, opt, sched = _optimisation(config, meta, dev, total_steps)
-    start = _resume(last, config, meta, data_path, model, ema, opt, sched) if resume else 0
+    start, window = _resume(last, config, meta, data_path, model, ema, opt, sched) \
+        if resume else (0, [])
     net = DistributedDataParallel(model) if ddp.world > 1 else model
 
     if ddp.main:
@@ -121,7 +123,7 @@ def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume:
     stop = total_steps if max_steps is None else min(total_steps, max_steps)
     bar = tqdm(total=total_steps, initial=start, unit="step", desc="train",
                disable=not (progress and ddp.main))
-    t0, window = time.perf_counter(), []
+    t0 = time.perf_counter()
     for step in range(start, stop):
         tick = time.perf_counter()
         loss, loss_t, grad_norm = _train_step(net, opt, data, config, step, dev, ddp)
@@ -140,7 +142,7 @@ def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume:
             window = []
         bar.update(1)
         if ddp.main and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == stop):
-            _save(last, model, ema, opt, sched, step + 1, config, meta)
+            _save(last, model, ema, opt, sched, step + 1, config, meta, window)
     bar.close()
     if ddp.main:
         metrics.close()
@@ -163,7 +165,7 @@ def _training_data(config: RunConfig, data_path: str | Path) -> tuple[TrainingDa
                              f"model.max_length = {config.model.max_length}")
     meta = {"types": list(system.types), "max_range": system.max_range,
             "max_length": config.model.max_length, "beta": system.beta, "output_scale": system.beta,
-            "data": str(data_path)}
+            "couplings": system.coupling_table().tolist(), "data": str(data_path)}
     return TrainingData.from_dataset(ds, config.train.seed), meta
 
 
@@ -178,20 +180,41 @@ def _optimisation(config: RunConfig, meta: dict, dev: torch.device, total_steps:
     return model, ema, opt, sched
 
 
-def _resume(last: Path, config: RunConfig, meta: dict, data_path, model, ema, opt, sched) -> int:
+def _resume(last: Path, config: RunConfig, meta: dict, data_path, model, ema, opt,
+            sched) -> tuple[int, list]:
     """Load the state of checkpoint `last` into the run (checked to be the same model and
-    system); returns its step."""
+    system, and a whole training state); returns its step and the log window (the steps since
+    the last metrics.csv row), so the first row after a resume averages the same steps as in
+    an uninterrupted run."""
     state = load_checkpoint(last)
     old = checkpoint_config(state, last)
     if old.model != config.model:
         raise SpinscoreError(f"{last}: checkpoint of another model ({old.model}); "
                              f"the config asks for {config.model}")
-    check_compatible(state["meta"], meta["types"], meta["max_range"], str(data_path))
-    model.load_state_dict(state["model"])
-    ema.load_state_dict(state["ema_full"])
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    return state["step"]
+    for key in ("ema_full", "optimizer", "scheduler"):
+        if key not in state:
+            raise SpinscoreError(f"{last}: not a resumable training checkpoint (field '{key}' "
+                                 "missing)")
+    _check_same_system(state["meta"], meta, last, data_path)
+    try:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema_full"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise SpinscoreError(f"{last}: training state does not fit the config's model "
+                             f"({type(exc).__name__}: {state_dict_error(exc)})") from None
+    return state["step"], [tuple(row) for row in state.get("log_window", [])]
+
+
+def _check_same_system(old: dict, new: dict, last: Path, data_path) -> None:
+    """Refuse to continue a run on data of another system: other site types, range,
+    temperature or couplings (checkpoints before the couplings were stored: not compared)."""
+    check_compatible(old, new["types"], new["max_range"], str(data_path))
+    for key, what in (("beta", "its inverse temperature differs from that"),
+                      ("couplings", "its couplings differ from those")):
+        if key in old and old[key] != new[key]:
+            raise SpinscoreError(f"{data_path}: {what} of the run in {last}")
 
 
 def make_batch(data: TrainingData, config: RunConfig, step: int):
@@ -245,7 +268,8 @@ def _train_step(net, opt, data: TrainingData, config: RunConfig, step: int,
     return ddp.all_sum(total), ddp.all_sum(total_t), grad_norm
 
 
-def _save(path: Path, model, ema, opt, sched, step: int, config: RunConfig, meta: dict) -> None:
+def _save(path: Path, model, ema, opt, sched, step: int, config: RunConfig, meta: dict,
+          window: list) -> None:
     save_checkpoint(path, {
         "model": model.state_dict(),
         "ema": ema.module.state_dict(),
@@ -255,6 +279,7 @@ def _save(path: Path, model, ema, opt, sched, step: int, config: RunConfig, meta
         "step": step,
         "config": config.to_yaml(),
         "meta": meta,
+        "log_window": [list(row) for row in window],  # steps since the last metrics.csv row
     })
 
 
