@@ -7,7 +7,9 @@ Each stage writes into its own folder of RUN_DIR and, when it has finished, a re
 `RUN_DIR/stages/<stage>.json` with the hash of its inputs (the config sections it reads and the
 records of the stages it uses) and its wall time. A rerun skips every stage whose record
 matches; a stage whose inputs changed starts again from scratch; a stage without a record (it
-crashed) resumes where its own checkpoints allow (simulation chunks, training checkpoints).
+crashed) resumes where its own checkpoints allow (simulation chunks, training checkpoints), if
+it crashed with the same inputs (`stages/<stage>.started` holds them), else starts again.
+`RUN_DIR/run.json` names the preset the directory belongs to; another preset is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tqdm.auto import tqdm
 from spinscore import stages
 from spinscore.config import RunConfig, load_config
 from spinscore.errors import AnalysisError, SpinscoreError
+from spinscore.io import atomic_write_bytes
 from spinscore.model.published import is_published_system
 
 PRESETS = {"quick": "quick.yaml", "paper": "paper.yaml"}
@@ -57,6 +60,38 @@ def preset_path(preset: str) -> Path:
         raise SpinscoreError(f"--preset: expected one of {sorted(PRESETS)} or a config file, "
                              f"got {preset!r}")
     return path
+
+
+def preset_identity(preset: str) -> str:
+    """What a run directory belongs to: a built-in preset's name (also when given as its
+    file), else the config file's absolute path."""
+    if preset in PRESETS:
+        return preset
+    path = preset_path(preset).resolve()
+    for name, file in PRESETS.items():
+        builtin = _repo_file(Path("configs") / file)
+        if builtin is not None and builtin.resolve() == path:
+            return name
+    return str(path)
+
+
+def claim_run_dir(run_dir: Path, preset: str) -> None:
+    """Record the preset of `run_dir` in RUN_DIR/run.json at its first run; refuse a run of
+    another preset there (its stages would replace this one's). `--set` overrides of the same
+    preset are not another preset: they rerun the stages whose inputs they change. A directory
+    from before run.json existed is claimed by the preset it is next run with."""
+    identity, record = preset_identity(preset), run_dir / "run.json"
+    if record.exists():
+        try:
+            owner = json.loads(record.read_text())["preset"]
+        except (ValueError, KeyError, TypeError):
+            raise SpinscoreError(f"{record}: not a run record of spinscore reproduce") from None
+        if owner != identity:
+            raise SpinscoreError(f"{record}: {run_dir} holds a run of preset {owner}, not "
+                                 f"{identity}; give it another --out")
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(record, json.dumps({"preset": identity}, indent=2).encode())
 
 
 def _with(config: RunConfig, **changes: dict) -> RunConfig:
@@ -101,6 +136,7 @@ class Pipeline:
         """Run (or skip) stage `name`: `inputs` are texts (config YAML, upstream hashes) that
         determine its result; `run(stage_dir)` returns a small JSON-able summary."""
         record_path = self.run_dir / "stages" / f"{name}.json"
+        started = record_path.with_suffix(".started")  # the key of a run that has not finished
         key = hashlib.sha256("\0".join(inputs).encode()).hexdigest()
         stage_dir = self.run_dir / name
         if record_path.exists():
@@ -112,8 +148,12 @@ class Pipeline:
                 return record
             shutil.rmtree(stage_dir, ignore_errors=True)  # inputs changed: start again
             record_path.unlink()
+        elif started.exists() and started.read_text() != key:
+            shutil.rmtree(stage_dir, ignore_errors=True)  # crashed with other inputs: start again
         bar.set_postfix_str(name)
         stage_dir.mkdir(parents=True, exist_ok=True)
+        started.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(started, key.encode())
         start = time.perf_counter()
         summary = run(stage_dir) or {}
         record = {"stage": name, "key": key, "seconds": time.perf_counter() - start,
@@ -122,6 +162,7 @@ class Pipeline:
         tmp = record_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2))
         tmp.replace(record_path)
+        started.unlink()
         bar.update(1)
         self.records[name] = record
         return record
@@ -133,8 +174,8 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
 
     config = load_config(preset_path(preset), overrides)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config.to_yaml())
+    claim_run_dir(run_dir, preset)
+    atomic_write_bytes(run_dir / "config.yaml", config.to_yaml().encode())
     pipe = Pipeline(run_dir, progress)
     datasets = data_configs(config)
     paths = {name: run_dir / f"simulate_{name}" / "data.h5" for name in datasets}
