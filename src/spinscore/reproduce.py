@@ -91,7 +91,7 @@ def claim_run_dir(run_dir: Path, preset: str) -> None:
                                  f"{identity}; give it another --out")
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(record, json.dumps({"preset": identity}, indent=2).encode())
+    stages.write_json(record, {"preset": identity})
 
 
 def _with(config: RunConfig, **changes: dict) -> RunConfig:
@@ -270,7 +270,7 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
                 return stages.partition(checkpoint, paths["test"], rc.partition_sequence,
                                         stage_dir, ac.partition, progress=inner)
             except AnalysisError as exc:  # a finding about the model: reported, not fatal
-                (stage_dir / "partition.json").write_text(json.dumps({"error": str(exc)}))
+                stages.write_json(stage_dir / "partition.json", {"error": str(exc)})
                 return {"error": str(exc)}
         pipe.stage("partition", key("train", "simulate_test") + [
             f"seq={rc.partition_sequence}", config.to_yaml(("analysis",))], partition, bar)
