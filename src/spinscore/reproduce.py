@@ -21,6 +21,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -158,125 +159,161 @@ class Pipeline:
         summary = run(stage_dir) or {}
         record = {"stage": name, "key": key, "seconds": time.perf_counter() - start,
                   "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "summary": summary}
-        record_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = record_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        tmp.replace(record_path)
+        stages.write_json(record_path, record)
         started.unlink()
         bar.update(1)
         self.records[name] = record
         return record
 
 
+SUMMARY_KEYS = ("cosine", "r2", "worst_ratio_error", "scale_over_beta")
+
+
+@dataclass
+class Run:
+    """What every stage of one reproduce run reads: the config, where the data sets live, and
+    how to run (device, inner progress bars)."""
+
+    config: RunConfig
+    run_dir: Path
+    datasets: dict[str, RunConfig]
+    device: str | None
+    inner: bool
+
+    def data(self, name: str) -> Path:
+        return self.run_dir / f"simulate_{name}" / "data.h5"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / "train" / "checkpoint.pt"
+
+
+def _simulate(run: Run, name: str, stage_dir: Path) -> dict:
+    path = run.data(name)
+    path.unlink(missing_ok=True)  # a finished file without a record: redo it
+    stages.simulate(run.datasets[name], path, progress=run.inner)
+    return {"path": str(path.relative_to(run.run_dir))}
+
+
+def _inspect(run: Run, stage_dir: Path) -> dict:
+    from spinscore.io import read_dataset
+
+    summary = stages.inspect_dataset(read_dataset(run.data("train")), stage_dir)
+    return {"energy_per_spin": summary.get("energy_per_spin")}
+
+
+def _train(run: Run, stage_dir: Path) -> dict:
+    resume = (stage_dir / "checkpoint.pt").exists()
+    stages.train(run.config, run.data("train"), stage_dir, resume=resume, device=run.device,
+                 progress=run.inner)
+    return json.loads((stage_dir / "train_summary.json").read_text())
+
+
+def _extract(run: Run, stage_dir: Path) -> dict:
+    ac, results = run.config.analysis, {}
+    for method in ("network", "oracle", "pseudolikelihood", "score-matching"):
+        results[method] = stages.extract(
+            run.data("test"), stage_dir / method, method,
+            run.checkpoint if method == "network" else None, ac.t_eval, ac.bootstrap,
+            ac.batch_size, per_config=method == "network", progress=run.inner,
+            t_extrapolate=ac.t_extrapolate)
+    summary = {m: {k: r[k] for k in SUMMARY_KEYS} for m, r in results.items()}
+    ext = results["network"].get("extrapolated")
+    if ext:
+        summary["network_extrapolated"] = {k: ext[k] for k in SUMMARY_KEYS}
+    return summary
+
+
+def _extract_published(run: Run, stage_dir: Path) -> dict:
+    r = stages.extract(run.data("test"), stage_dir, "network", published_checkpoint(),
+                       PUBLISHED_T_EVAL, run.config.analysis.bootstrap, progress=run.inner)
+    return {k: r[k] for k in SUMMARY_KEYS}
+
+
+def _mixing(run: Run, stage_dir: Path) -> dict:
+    from spinscore.io import read_dataset
+
+    result = stages.mixing(read_dataset(run.data("train")), stage_dir,
+                           run.config.reproduce.mixing_sequences, os.cpu_count() or 1,
+                           progress=run.inner)
+    return {"decorrelated": result["decorrelated"]}
+
+
+def _ood(run: Run, stage_dir: Path) -> dict:
+    sets = {name.removeprefix("ood_"): run.data(name) for name in run.datasets
+            if name.startswith("ood_")}
+    summary = stages.ood(run.checkpoint, run.data("test"), sets, stage_dir,
+                         run.config.analysis.t_eval, progress=run.inner)
+    return {name: s.get("auc") for name, s in summary["sets"].items()}
+
+
+def _generate(run: Run, stage_dir: Path) -> dict:
+    rc = run.config.reproduce
+    return stages.generate_for_test_sequence(run.checkpoint, run.data("test"),
+                                             rc.partition_sequence, rc.generate, stage_dir,
+                                             progress=run.inner)
+
+
+def _partition(run: Run, stage_dir: Path) -> dict:
+    try:
+        return stages.partition(run.checkpoint, run.data("test"),
+                                run.config.reproduce.partition_sequence, stage_dir,
+                                run.config.analysis.partition, progress=run.inner)
+    except AnalysisError as exc:  # a finding about the model: reported, not fatal
+        stages.write_json(stage_dir / "partition.json", {"error": str(exc)})
+        return {"error": str(exc)}
+
+
+def plan(run: Run) -> list[tuple[str, list[str], list[str], Callable[[Path], dict | None]]]:
+    """The stages in order: (name, upstream stages, other input texts, run(stage_dir)).
+
+    A stage's cache key hashes the upstream records' keys followed by the input texts."""
+    config, rc, ac = run.config, run.config.reproduce, run.config.analysis
+    steps = [(f"simulate_{name}", [], [cfg.to_yaml(("system", "simulation"))],
+              partial(_simulate, run, name)) for name, cfg in run.datasets.items()]
+    steps += [
+        ("inspect", ["simulate_train"], [], partial(_inspect, run)),
+        ("train", ["simulate_train"], [config.to_yaml(("model", "diffusion", "train"))],
+         partial(_train, run)),
+        ("extract", ["train", "simulate_test"], [config.to_yaml(("analysis",))],
+         partial(_extract, run)),
+    ]
+    published = published_checkpoint()
+    if published is not None and is_published_system(config.system):
+        steps.append(("extract_published", ["simulate_test"],
+                      [f"{published.stat().st_size} bootstrap={ac.bootstrap}"],
+                      partial(_extract_published, run)))
+    ood_sets = [f"simulate_{name}" for name in run.datasets if name.startswith("ood_")]
+    steps += [
+        ("mixing", ["simulate_train"], [f"n={rc.mixing_sequences}"], partial(_mixing, run)),
+        ("ood", ["train", "simulate_test", *ood_sets], [f"t_eval={ac.t_eval}"],
+         partial(_ood, run)),
+        ("generate", ["train", "simulate_test"],
+         [f"n={rc.generate} seq={rc.partition_sequence}"], partial(_generate, run)),
+        ("partition", ["train", "simulate_test"],
+         [f"seq={rc.partition_sequence}", config.to_yaml(("analysis",))],
+         partial(_partition, run)),
+    ]
+    return steps
+
+
 def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
               device: str | None = None, progress: bool = True) -> Path:
     """Run every stage for a preset (or config file) into `run_dir`; return report.html."""
-
     config = load_config(preset_path(preset), overrides)
     run_dir = Path(run_dir)
     claim_run_dir(run_dir, preset)
     atomic_write_bytes(run_dir / "config.yaml", config.to_yaml().encode())
     pipe = Pipeline(run_dir, progress)
-    datasets = data_configs(config)
-    paths = {name: run_dir / f"simulate_{name}" / "data.h5" for name in datasets}
-    n_stages = len(datasets) + 9
-    inner = progress  # the stages' own bars sit below the overall one
-
-    def key(*names: str) -> list[str]:
-        return [pipe.records[n]["key"] for n in names]
-
-    with tqdm(total=n_stages, desc="reproduce", unit="stage", disable=not progress,
+    # the stages' own bars sit below the overall one
+    run = Run(config, run_dir, data_configs(config), device, inner=progress)
+    steps = plan(run)
+    with tqdm(total=len(steps) + 1, desc="reproduce", unit="stage", disable=not progress,
               position=0) as bar:
-        for name, cfg in datasets.items():
-            def simulate(_, cfg=cfg, name=name):
-                path = paths[name]
-                path.unlink(missing_ok=True)  # a finished file without a record: redo it
-                stages.simulate(cfg, path, progress=inner)
-                return {"path": str(path.relative_to(run_dir))}
-            pipe.stage(f"simulate_{name}", [cfg.to_yaml(("system", "simulation"))],
-                       simulate, bar)
-
-        def inspect(stage_dir):
-            from spinscore.io import read_dataset
-
-            summary = stages.inspect_dataset(read_dataset(paths["train"]), stage_dir)
-            return {"energy_per_spin": summary.get("energy_per_spin")}
-        pipe.stage("inspect", key("simulate_train"), inspect, bar)
-
-        def train_stage(stage_dir):
-            resume = (stage_dir / "checkpoint.pt").exists()
-            stages.train(config, paths["train"], stage_dir, resume=resume, device=device,
-                         progress=inner)
-            return json.loads((stage_dir / "train_summary.json").read_text())
-        pipe.stage("train", key("simulate_train") + [
-            config.to_yaml(("model", "diffusion", "train"))], train_stage, bar)
-        checkpoint = run_dir / "train" / "checkpoint.pt"
-        rc, ac = config.reproduce, config.analysis
-
-        def extract(stage_dir):
-            results = {}
-            for method in ("network", "oracle", "pseudolikelihood", "score-matching"):
-                out = stage_dir / method
-                results[method] = stages.extract(
-                    paths["test"], out, method, checkpoint if method == "network" else None,
-                    ac.t_eval, ac.bootstrap, ac.batch_size, per_config=method == "network",
-                    progress=inner, t_extrapolate=ac.t_extrapolate)
-            summary = {m: {k: r[k] for k in ("cosine", "r2", "worst_ratio_error",
-                                             "scale_over_beta")} for m, r in results.items()}
-            ext = results["network"].get("extrapolated")
-            if ext:
-                summary["network_extrapolated"] = {k: ext[k] for k in summary["network"]}
-            return summary
-        pipe.stage("extract", key("train", "simulate_test") + [
-            config.to_yaml(("analysis",))],
-            extract, bar)
-
-        published = published_checkpoint()
-        if published is not None and is_published_system(config.system):
-            def extract_published(stage_dir):
-                r = stages.extract(paths["test"], stage_dir, "network", published,
-                                   PUBLISHED_T_EVAL, ac.bootstrap, progress=inner)
-                return {k: r[k] for k in ("cosine", "r2", "worst_ratio_error", "scale_over_beta")}
-            pipe.stage("extract_published", key("simulate_test") + [
-                f"{published.stat().st_size} bootstrap={ac.bootstrap}"], extract_published, bar)
-
-        def mixing(stage_dir):
-            from spinscore.io import read_dataset
-
-            result = stages.mixing(read_dataset(paths["train"]), stage_dir, rc.mixing_sequences,
-                                   os.cpu_count() or 1, progress=inner)
-            return {"decorrelated": result["decorrelated"]}
-        pipe.stage("mixing", key("simulate_train") + [f"n={rc.mixing_sequences}"], mixing, bar)
-
-        def ood(stage_dir):
-            sets = {name.removeprefix("ood_"): paths[name] for name in datasets
-                    if name.startswith("ood_")}
-            summary = stages.ood(checkpoint, paths["test"], sets, stage_dir, ac.t_eval,
-                              progress=inner)
-            return {name: s.get("auc") for name, s in summary["sets"].items()}
-        pipe.stage("ood", key("train", "simulate_test", "simulate_ood_longer_chains",
-                              "simulate_ood_higher_temperature", "simulate_ood_extra_range")
-                   + [f"t_eval={ac.t_eval}"], ood, bar)
-
-        def generate(stage_dir):
-            return stages.generate_for_test_sequence(checkpoint, paths["test"],
-                                                     rc.partition_sequence, rc.generate,
-                                                     stage_dir, progress=inner)
-        pipe.stage("generate", key("train", "simulate_test") + [
-            f"n={rc.generate} seq={rc.partition_sequence}"], generate, bar)
-
-        def partition(stage_dir):
-            try:
-                return stages.partition(checkpoint, paths["test"], rc.partition_sequence,
-                                        stage_dir, ac.partition, progress=inner)
-            except AnalysisError as exc:  # a finding about the model: reported, not fatal
-                stages.write_json(stage_dir / "partition.json", {"error": str(exc)})
-                return {"error": str(exc)}
-        pipe.stage("partition", key("train", "simulate_test") + [
-            f"seq={rc.partition_sequence}", config.to_yaml(("analysis",))], partition, bar)
-
-        def report(_):
-            stages.report(run_dir, pipe.records)
-        pipe.stage("report", [json.dumps({k: v["key"] for k, v in pipe.records.items()}),
-                              str(time.time())], report, bar)
+        for name, upstream, texts, step in steps:
+            inputs = [pipe.records[n]["key"] for n in upstream] + texts
+            pipe.stage(name, inputs, step, bar)
+        keys = json.dumps({k: v["key"] for k, v in pipe.records.items()})
+        pipe.stage("report", [keys, str(time.time())],
+                   lambda _: {"path": str(stages.report(run_dir, pipe.records))}, bar)
     return run_dir / "report.html"

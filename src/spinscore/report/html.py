@@ -21,6 +21,8 @@ def fmt(x, digits: int = 4) -> str:
     if isinstance(x, bool):
         return "yes" if x else "no"
     if isinstance(x, float):
+        if 0.999 < abs(x) < 1:  # a cosine of 0.99999 must not print as 1
+            return f"{x:.7g}"
         return f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:.4g}"
     return html.escape(str(x))
 
