@@ -227,7 +227,7 @@ def _validate(path: Path, config: RunConfig, a: dict[str, np.ndarray]) -> None:
     def fail(field: str, what: str) -> None:
         raise DataError(f"{path}: field '{field}': {what}")
 
-    l_max = config.system.length[1]
+    l_max = config.system.n_sites_range[1]
     if "spins" in a:
         s = a["spins"]
         if s.ndim != 4 or s.shape[2] != l_max or s.shape[3] != 3:

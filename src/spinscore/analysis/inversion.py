@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spinscore.physics.hamiltonian import system_classes
+from spinscore.systems import Chain, Pairs, SpinSystem
+
 
 def neighbour_sums(spins: np.ndarray, classes: np.ndarray, n_params: int) -> np.ndarray:
     """g[..., i, k, :] = sum of S_j over the bonds (i, j) of class k.
@@ -32,11 +35,40 @@ def neighbour_sums(spins: np.ndarray, classes: np.ndarray, n_params: int) -> np.
     return g
 
 
-def design_matrix(spins: np.ndarray, classes: np.ndarray, n_params: int) -> np.ndarray:
-    """Tangent design matrix X (..., L, 3, n_params): column k is P_i g_ik (SPEC §6)."""
-    g = neighbour_sums(spins, classes, n_params)  # (..., L, P, 3)
+def pair_neighbour_sums(spins: np.ndarray, pairs: Pairs, classes: np.ndarray,
+                        n_params: int) -> np.ndarray:
+    """`neighbour_sums` from per-pair classes: spins (..., N, 3); classes (..., P) of the P
+    `pairs` (-1: no pair), broadcastable against spins' leading dims. Returns
+    (..., N, n_params, 3)."""
+    onehot = (classes[..., None] == np.arange(n_params)).astype(float)  # (..., P, n_params)
+    shape = np.broadcast_shapes(spins.shape[:-2], classes.shape[:-1])
+    g = np.zeros((*shape, spins.shape[-2], n_params, 3))
+    for a, b in ((pairs.i, pairs.j), (pairs.j, pairs.i)):  # S_b into row a, both ends
+        terms = np.broadcast_to(onehot[..., None] * spins[..., b, None, :],
+                                (*shape, len(pairs), n_params, 3))
+        np.add.at(np.moveaxis(g, -3, 0), a, np.moveaxis(terms, -3, 0))
+    return g
+
+
+def design_matrix(spins: np.ndarray, classes: np.ndarray, n_params: int,
+                  pairs: Pairs | None = None) -> np.ndarray:
+    """Tangent design matrix X (..., N, 3, n_params): column k is P_i g_ik (SPEC §6).
+
+    `classes` in the chain's bond layout (..., K, L) (`bond_classes`), or per pair (..., P)
+    of `pairs` for any other system (`physics.hamiltonian.system_classes`)."""
+    g = neighbour_sums(spins, classes, n_params) if pairs is None else \
+        pair_neighbour_sums(spins, pairs, classes, n_params)  # (..., N, n_params, 3)
     g = g - np.sum(g * spins[..., None, :], axis=-1, keepdims=True) * spins[..., None, :]
     return np.swapaxes(g, -1, -2)
+
+
+def system_design(system: SpinSystem, spins: np.ndarray, types: np.ndarray,
+                  n_params: int) -> np.ndarray:
+    """The design matrix X (B, N, 3, n_params) of snapshots (B, N, 3) with site types (B, N)
+    (-1 on padding) of `system`, in its layout (chain bonds or pairs)."""
+    classes = system_classes(system, types)
+    pairs = None if isinstance(system, Chain) else system.pairs(spins.shape[-2])
+    return design_matrix(spins, classes, n_params, pairs)
 
 
 @dataclass

@@ -68,6 +68,9 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     for assignment in overrides:
         apply_override(data, assignment, source=f"{path}: --set")
+    system = data.get("system")
+    if isinstance(system, dict) and isinstance(system.get("graph"), str):
+        system["graph"] = str(path.parent / system["graph"])  # relative to the config file
     source = str(path) + (" (with --set overrides)" if overrides else "")
     return parse_config(data, source)
 

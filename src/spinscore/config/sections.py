@@ -175,6 +175,11 @@ class RunConfig(_Frozen):
         if sections is not None:
             data = {k: v for k, v in data.items() if k in sections}
         if "system" in data:
-            data["system"]["couplings"] = {int(k): v
-                                           for k, v in data["system"]["couplings"].items()}
+            system = data["system"]
+            system["couplings"] = {int(k): v for k, v in system["couplings"].items()}
+            for key in ("lattice", "graph", "pattern"):  # a chain's YAML stays as it was
+                if system[key] is None:
+                    del system[key]
+            if system.get("lattice") or system.get("graph"):
+                del system["length"]
         return yaml.safe_dump(data, sort_keys=False)

@@ -9,6 +9,8 @@ import re
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from spinscore.config.geometry import GraphConfig, LatticeConfig, read_graph_file
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -27,6 +29,34 @@ class SystemConfig(_Frozen):
     couplings: dict[int, dict[str, float]]
     length: tuple[int, int] = (20, 50)
     temperature: float = Field(gt=0)
+    lattice: LatticeConfig | None = None
+    graph: GraphConfig | None = None
+    pattern: tuple[str, ...] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data):
+        """An open chain given as a lattice is today's chain (`length`); a graph given as a file
+        path is read into the config, so that data sets and checkpoints carry it; a pattern may
+        be written as text ("ABBA" or "Ala,Gly")."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        lattice = data.get("lattice")
+        if isinstance(lattice, dict) and lattice.get("kind") == "chain" \
+                and lattice.get("boundary", "open") == "open":
+            if "length" in data:
+                raise ValueError("give either lattice (kind chain) or length, not both")
+            size = lattice.get("size")
+            data["length"] = size * 2 if isinstance(size, list) and len(size) == 1 else size
+            del data["lattice"]
+        if isinstance(data.get("graph"), str):
+            data["graph"] = {**read_graph_file(data["graph"]), "file": data["graph"]}
+        if isinstance(data.get("pattern"), str):
+            text = data["pattern"]
+            data["pattern"] = re.split(r"[,\s]+", text.strip()) if "," in text or " " in text \
+                else list(text.strip())
+        return data
 
     @field_validator("types")
     @classmethod
@@ -72,15 +102,57 @@ class SystemConfig(_Frozen):
                         f"couplings.{r}: missing pair {self.pair_key(a, b)!r} "
                         "(give every unordered pair of types, 0 for none)"
                     )
+        self._check_geometry()
         lo, hi = self.length
         if lo > hi:
             raise ValueError(f"length: expected [min, max] with min <= max, got {list(self.length)}")
-        if lo < self.max_range + 1:
+        if self.geometry == "chain" and lo < self.max_range + 1:
             raise ValueError(
                 f"length: chains of {lo} sites are too short for interaction range "
                 f"{self.max_range} (need at least {self.max_range + 1})"
             )
         return self
+
+    def _check_geometry(self) -> None:
+        if self.lattice is not None and self.graph is not None:
+            raise ValueError("give either lattice or graph, not both")
+        if self.geometry != "chain" and "length" in self.model_fields_set:
+            raise ValueError(f"length: only for chains; the {self.geometry} fixes the sites")
+        if self.graph is not None:
+            shells = {k for _, _, k in self.graph.pairs}
+            if max(shells) > self.max_range or min(shells) < 1:
+                raise ValueError(f"graph: pairs of shell {sorted(shells)} but couplings are "
+                                 f"given for shells 1..{self.max_range}")
+        if self.pattern is not None:
+            lo, hi = self.n_sites_range
+            if lo != hi or len(self.pattern) != hi:
+                raise ValueError(f"pattern: expected one type per site ({hi} sites), got "
+                                 f"{len(self.pattern)}" if lo == hi else
+                                 "pattern: a fixed pattern needs a fixed number of sites")
+            unknown = sorted(set(self.pattern) - set(self.types))
+            if unknown:
+                raise ValueError(f"pattern: unknown site types {unknown} (types are "
+                                 f"{list(self.types)})")
+
+    @property
+    def geometry(self) -> str:
+        """"chain" (open chains of `length` sites), "lattice" or "graph"."""
+        return "lattice" if self.lattice else "graph" if self.graph else "chain"
+
+    @property
+    def n_sites_range(self) -> tuple[int, int]:
+        """(min, max) sites of a sample: `length` for chains, (N, N) for a lattice or graph."""
+        if self.lattice is not None:
+            return (self.lattice.n_sites, self.lattice.n_sites)
+        if self.graph is not None:
+            return (self.graph.sites, self.graph.sites)
+        return self.length
+
+    def pattern_types(self) -> np.ndarray | None:
+        """The fixed site types (N,) int8 of `pattern`, or None (types drawn i.i.d.)."""
+        if self.pattern is None:
+            return None
+        return np.array([self.types.index(n) for n in self.pattern], dtype=np.int8)
 
     @staticmethod
     def _split_pair(key: str, single_char: bool) -> tuple[str, str]:

@@ -88,3 +88,23 @@ def helix_ground_state(j1: float, j2: float) -> tuple[float, float]:
     else:
         q = 0.0 if j1 >= 0 else float(np.pi)
     return q, float(-j1 * np.cos(q) - j2 * np.cos(2 * q))
+
+
+def triangular_high_t_energy(j: float, beta: float, n_sites: int) -> tuple[float, float]:
+    """<E> of the periodic triangular lattice (uniform nearest-neighbour J, N sites) by the
+    high-temperature (loop) expansion, and the size of its first omitted order.
+
+    Each bond's Boltzmann factor is (sinh K / K)(1 + 3 u S_i.S_j + ...), u = L(K), K = beta J.
+    A closed loop of l bonds carrying the first harmonic contributes 3 u^l to ln Z (each site of
+    the loop integrates to a factor 1/3); the triangular lattice has 3N bonds, 2N triangles and
+    3N rhombi (its only 4-cycles), so
+        ln Z / N = ln 4 pi + 3 ln(sinh K / K) + 6 u^3 + 9 u^4 + O(u^5),
+        <E> / N = -J [3 u + (18 u^2 + 36 u^3) u'],   u' = 1/K^2 - 1/sinh^2 K.
+    Returns (<E>, |J| N 90 u^4 |u'|): the second number is the omitted u^5 term (6N
+    pentagons, 3 u^5 each, differentiated), the tolerance of the series at small K.
+    """
+    k = beta * j
+    u = float(langevin(k))
+    du = 1.0 / k**2 - 1.0 / math.sinh(k) ** 2 if abs(k) > 1e-4 else 1.0 / 3.0
+    mean = -j * n_sites * (3 * u + (18 * u**2 + 36 * u**3) * du)
+    return mean, abs(j) * n_sites * 90 * u**4 * abs(du)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from spinscore.systems import Chain, Pairs
+from spinscore.systems import Chain, Pairs, SpinSystem
 
 
 def pair_couplings(types, pairs: Pairs, table):
@@ -78,6 +78,33 @@ def pair_energy(spins, pairs: Pairs, couplings):
     where = device(spins)
     i, j = xp.asarray(pairs.i, device=where), xp.asarray(pairs.j, device=where)
     return -xp.sum(couplings * xp.sum(spins[..., i, :] * spins[..., j, :], axis=-1), axis=-1)
+
+
+def system_couplings(system: SpinSystem, types, table):
+    """Couplings of samples of `system` in its layout: the chain's bond layout (..., K, L)
+    (`bond_couplings`) for a `Chain`, per pair (..., P) of `system.pairs(N)` otherwise.
+
+    Args: types (..., N) integer site types, -1 on padding; table (K, n_types, n_types).
+    """
+    if isinstance(system, Chain):
+        return bond_couplings(types, table)
+    return pair_couplings(types, system.pairs(types.shape[-1]), table)
+
+
+def system_energy(system: SpinSystem, spins, couplings):
+    """H(S) of samples (..., N, 3) of `system`, couplings from `system_couplings`
+    (broadcastable over the leading dimensions). Returns (...,), units of J."""
+    if isinstance(system, Chain):
+        return energy(spins, couplings)
+    return pair_energy(spins, system.pairs(spins.shape[-2]), couplings)
+
+
+def system_local_field(system: SpinSystem, spins, couplings):
+    """h_i = sum_j J_ij S_j of samples (..., N, 3) of `system`, couplings from
+    `system_couplings`. Returns (..., N, 3), units of J."""
+    if isinstance(system, Chain):
+        return local_field(spins, couplings)
+    return pair_local_field(spins, system.pairs(spins.shape[-2]), couplings)
 
 
 def bond_couplings(types, table):
@@ -176,3 +203,19 @@ def bond_classes(types: np.ndarray, n_types: int, max_range: int) -> np.ndarray:
     length = types.shape[-1]
     chain = Chain(n_types, max_range, (length, length))
     return chain.bond_layout(chain.pair_classes(types), length, fill=-1)
+
+
+def system_tangent_force(system: SpinSystem, spins, couplings):
+    """Tangent force (..., N, 3) of samples of `system`, couplings from `system_couplings`."""
+    xp = array_namespace(spins)
+    h = system_local_field(system, spins, couplings)
+    return h - xp.sum(h * spins, axis=-1, keepdims=True) * spins
+
+
+def system_classes(system: SpinSystem, types: np.ndarray) -> np.ndarray:
+    """Parameter class of every interacting pair in the layout of `system`: the chain's bond
+    layout (..., K, L) (`bond_classes`) for a `Chain`, per pair (..., P) otherwise; -1 where
+    there is no pair (padding, or beyond a chain's end)."""
+    if isinstance(system, Chain):
+        return bond_classes(types, system.n_types, system.n_shells)
+    return system.pair_classes(types)

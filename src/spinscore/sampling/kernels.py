@@ -139,6 +139,13 @@ def _field(spins, bonds, i, n_range):
 def _update_site(spins, bonds, i, n_range, beta, s):
     """Heat bath with probability 1/2, otherwise over-relaxation, at padded row i (SPEC §3)."""
     hx, hy, hz = _field(spins, bonds, i, n_range)
+    apply_move(spins, i, hx, hy, hz, beta, s)
+
+
+@njit(inline="always", fastmath=_FAST)
+def apply_move(spins, i, hx, hy, hz, beta, s):
+    """Row i of `spins` given its local field h: a heat-bath draw with probability 1/2,
+    otherwise the over-relaxation reflection (SPEC §3); in place."""
     bits = next_u64(s)  # the top bit chooses the move, the low 53 bits feed the heat bath
     if bits >> uint64(63):
         u = (float(bits & _LOW_53) + 1.0) * _INV_2_53
@@ -218,6 +225,40 @@ def heat_bath_samples(h, beta, n, s):
 # --- replica exchange --------------------------------------------------------------------------
 
 
+@njit(inline="always")
+def exchange_step(betas, energies, perm, last_end, phase, swap_accepted, swap_attempted, s):
+    """Propose swaps of neighbouring temperatures (a, a + 1) for a = phase, phase + 2, ...
+    (Metropolis on (beta_a - beta_a+1)(E_a - E_a+1)), then update the round-trip bookkeeping.
+
+    perm (R,): slot at each temperature; energies (R,) at each temperature; last_end (R,) per
+    slot: 0 none, 1 hottest, 2 coldest; counters (R-1,). All updated in place.
+    Returns (next phase, round trips completed by this step).
+    """
+    n_rep = perm.shape[0]
+    for a in range(phase, n_rep - 1, 2):
+        swap_attempted[a] += 1
+        delta = (betas[a] - betas[a + 1]) * (energies[a] - energies[a + 1])
+        if delta >= 0.0 or uniform(s) < math.exp(delta):
+            swap_accepted[a] += 1
+            perm[a], perm[a + 1] = perm[a + 1], perm[a]
+            energies[a], energies[a + 1] = energies[a + 1], energies[a]
+    trips = 0
+    if n_rep > 1:
+        last_end[perm[0]] = 1
+        if last_end[perm[n_rep - 1]] == 1:
+            trips = 1
+        last_end[perm[n_rep - 1]] = 2
+    return 1 - phase, trips
+
+
+@njit(inline="always")
+def record_energies(energies, ladder_energy, ladder_energy_sq):
+    """Add E and E^2 at each temperature (R,) to the running sums, in place."""
+    for k in range(energies.shape[0]):
+        ladder_energy[k] += energies[k]
+        ladder_energy_sq[k] += energies[k] * energies[k]
+
+
 @njit(nogil=True, cache=True)
 def remc_chain(
     spins, bonds, order, betas, burn_in, n_snapshots, thinning, swap_every, s,
@@ -258,24 +299,12 @@ def remc_chain(
         if t % swap_every == 0:
             for k in range(n_rep):
                 energies[k] = chain_energy(spins[perm[k]], bonds)
-            for a in range(phase, n_rep - 1, 2):
-                swap_attempted[a] += 1
-                delta = (betas[a] - betas[a + 1]) * (energies[a] - energies[a + 1])
-                if delta >= 0.0 or uniform(s) < math.exp(delta):
-                    swap_accepted[a] += 1
-                    perm[a], perm[a + 1] = perm[a + 1], perm[a]
-                    energies[a], energies[a + 1] = energies[a + 1], energies[a]
-            phase = 1 - phase
-            if n_rep > 1:
-                last_end[perm[0]] = 1
-                if last_end[perm[n_rep - 1]] == 1:
-                    trips += 1
-                last_end[perm[n_rep - 1]] = 2
+            phase, new_trips = exchange_step(betas, energies, perm, last_end, phase,
+                                             swap_accepted, swap_attempted, s)
+            trips += new_trips
             if t > burn_in:
                 n_samples += 1
-                for k in range(n_rep):
-                    ladder_energy[k] += energies[k]
-                    ladder_energy_sq[k] += energies[k] * energies[k]
+                record_energies(energies, ladder_energy, ladder_energy_sq)
         if t > burn_in and (t - burn_in) % thinning == 0:
             snap = (t - burn_in) // thinning - 1
             cold = spins[perm[n_rep - 1]]

@@ -14,9 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from spinscore.config import RunConfig, SimulationConfig, SystemConfig
-from spinscore.physics.hamiltonian import bond_couplings, energy
-from spinscore.sampling import kernels
-from spinscore.systems import system_from_config
+from spinscore.physics.hamiltonian import (
+    bond_couplings,
+    pair_couplings,
+    system_couplings,
+    system_energy,
+)
+from spinscore.sampling import graph_kernels, kernels
+from spinscore.systems import Chain, SpinSystem, system_from_config
 
 
 def temperature_ladder(t_min: float, t_max: float, n: int) -> np.ndarray:
@@ -79,21 +84,15 @@ def simulate_chain(
         temperatures = temperature_ladder(system.temperature, sim.t_max, sim.replicas)
     betas = 1.0 / np.asarray(temperatures, dtype=float)
     table = system.coupling_table()
-    n_range, n_rep, length = table.shape[0], len(betas), len(types)
     state = rng.bit_generator.random_raw(4).astype(np.uint64) | np.uint64(1)
-
-    bonds = padded_bonds(types, table)
-    order = sites.sweep_order(length) + n_range  # padded rows, colour by colour (checked)
-    spins = np.zeros((n_rep, length + 2 * n_range, 3))
-    kernels.random_spins(spins, n_range, state)
-    snaps = np.empty((sim.snapshots, length, 3))
-    accepted = np.zeros(max(n_rep - 1, 0), dtype=np.int64)
+    run = _remc_on_chain if isinstance(sites, Chain) else _remc_on_graph
+    snaps = np.empty((sim.snapshots, len(types), 3))
+    accepted = np.zeros(max(len(betas) - 1, 0), dtype=np.int64)
     attempted = np.zeros_like(accepted)
-    e_sum, e_sq = np.zeros(n_rep), np.zeros(n_rep)
-    n_samples, trips = kernels.remc_chain(
-        spins, bonds, order, betas, sim.burn_in, sim.snapshots, sim.thinning, sim.swap_every, state,
-        snaps, accepted, attempted, e_sum, e_sq,
-    )  # fmt: skip
+    e_sum, e_sq = np.zeros(len(betas)), np.zeros(len(betas))
+    schedule = (betas, sim.burn_in, sim.snapshots, sim.thinning, sim.swap_every, state,
+                snaps, accepted, attempted, e_sum, e_sq)
+    n_samples, trips = run(sites, types, table, schedule)
     n = max(n_samples, 1)
     mean = e_sum / n
     return ChainResult(
@@ -104,6 +103,29 @@ def simulate_chain(
         ladder_energy_var=np.maximum(e_sq / n - mean**2, 0.0),
         round_trips=int(trips),
     )
+
+
+def _remc_on_chain(chain: Chain, types: np.ndarray, table: np.ndarray, schedule: tuple):
+    """`kernels.remc_chain` on the chain's padded bond layout; returns (n_samples, trips)."""
+    n_range, n_rep, length = table.shape[0], len(schedule[0]), len(types)
+    bonds = padded_bonds(types, table)
+    order = chain.sweep_order(length) + n_range  # padded rows, colour by colour (checked)
+    spins = np.zeros((n_rep, length + 2 * n_range, 3))
+    kernels.random_spins(spins, n_range, schedule[5])
+    return kernels.remc_chain(spins, bonds, order, *schedule)
+
+
+def _remc_on_graph(sites: SpinSystem, types: np.ndarray, table: np.ndarray, schedule: tuple):
+    """`graph_kernels.remc_graph` on the system's pairs; returns (n_samples, trips)."""
+    n_sites = len(types)
+    pairs = sites.pairs(n_sites)
+    couplings = pair_couplings(types.astype(np.int64), pairs, table)
+    offsets, neighbours, neighbour_couplings = graph_kernels.neighbour_table(
+        n_sites, pairs.i, pairs.j, couplings)
+    spins = np.zeros((len(schedule[0]), n_sites, 3))
+    kernels.random_spins(spins, 0, schedule[5])
+    return graph_kernels.remc_graph(spins, offsets, neighbours, neighbour_couplings, pairs.i,
+                                    pairs.j, couplings, sites.sweep_order(n_sites), *schedule)
 
 
 def simulate_chunk(config: RunConfig, indices: list[int] | range) -> dict[str, np.ndarray]:
@@ -121,7 +143,8 @@ def pack_chunk(config: RunConfig, indices: list[int] | range,
     (n, R-1), ladder_energy_mean/var (n, R), round_trips int32 (n,), index int64 (n,).
     """
     system, sim = config.system, config.simulation
-    n, l_max, n_rep = len(indices), system_from_config(system).max_sites, sim.replicas
+    sites = system_from_config(system)
+    n, l_max, n_rep = len(indices), sites.max_sites, sim.replicas
     out = {
         "spins": np.zeros((n, sim.snapshots, l_max, 3), dtype=np.float32),
         "types": np.full((n, l_max), -1, dtype=np.int8),
@@ -144,8 +167,8 @@ def pack_chunk(config: RunConfig, indices: list[int] | range,
         out["ladder_energy_var"][row] = res.ladder_energy_var
         out["round_trips"][row] = res.round_trips
     # The energy of the spins as stored (float32), from the one definition of H.
-    bonds = bond_couplings(out["types"], table)
-    out["energy"] = energy(out["spins"].astype(np.float64), bonds[:, None])
+    couplings = system_couplings(sites, out["types"], table)
+    out["energy"] = system_energy(sites, out["spins"].astype(np.float64), couplings[:, None])
     return out
 
 

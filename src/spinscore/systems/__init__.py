@@ -4,7 +4,10 @@
 implementation. `system_from_config` is the one place that maps a configuration to a system.
 """
 
+import numpy as np
+
 from spinscore.config import SystemConfig
+from spinscore.errors import SpinscoreError
 from spinscore.systems.base import (
     Pairs,
     SpinSystem,
@@ -14,15 +17,37 @@ from spinscore.systems.base import (
     type_pair_index,
 )
 from spinscore.systems.chain import Chain
+from spinscore.systems.graph import Graph
+from spinscore.systems.lattice import Lattice
 
 
 def system_from_config(system: SystemConfig) -> SpinSystem:
-    """The spin system a `SystemConfig` describes (today always an open chain)."""
-    return Chain.from_config(system)
+    """The spin system a `SystemConfig` describes: open chains, a lattice or a graph.
+
+    Raises SpinscoreError (one line, naming the config field) for a geometry that does not
+    fit the couplings: a shell the lattice lacks, a periodic size too small for the shells, a
+    graph that is not symmetric.
+    """
+    if system.geometry == "chain":
+        return Chain.from_config(system)
+    pattern = system.pattern_types()
+    try:
+        if system.lattice is not None:
+            lat = system.lattice
+            return Lattice(lat.kind, lat.size, lat.boundary, system.n_types, system.max_range,
+                           pattern)
+        graph = system.graph
+        i, j, shell = (np.array([p[c] for p in graph.pairs], dtype=np.int64) for c in range(3))
+        return Graph(graph.sites, Pairs(i=i, j=j, shell=shell), system.n_types,
+                     system.max_range, pattern, name=graph.file or "graph")
+    except SpinscoreError as exc:
+        raise SpinscoreError(f"system.{system.geometry}: {exc}") from None
 
 
 __all__ = [
     "Chain",
+    "Graph",
+    "Lattice",
     "Pairs",
     "SpinSystem",
     "check_colouring",
