@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from spinscore import __version__
-from spinscore.config import ModelConfig, RunConfig, parse_config
+from spinscore.config import ModelConfig, RunConfig, SystemConfig, parse_config
 from spinscore.errors import SpinscoreError
 from spinscore.io import atomic_write_bytes
 from spinscore.model import ScoreModel
@@ -22,6 +22,7 @@ from spinscore.model.published import (
     is_published_state_dict,
     published_from_state_dict,
 )
+from spinscore.systems import system_from_config
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -119,9 +120,13 @@ def state_dict_error(exc: BaseException) -> str:
     return lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
 
 
-def build_model(model_cfg: ModelConfig, meta: dict[str, Any]) -> ScoreModel:
+def build_model(model_cfg: ModelConfig, meta: dict[str, Any],
+                system: SystemConfig | None = None) -> ScoreModel:
+    """The score network of `model_cfg` for data described by `meta` (META_FIELDS), on the
+    geometry of `system` (a chain when None or a chain)."""
+    sites = None if system is None or system.geometry == "chain" else system_from_config(system)
     return ScoreModel(model_cfg, n_types=len(meta["types"]), max_length=meta["max_length"],
-                      output_scale=meta["output_scale"])
+                      output_scale=meta["output_scale"], system=sites)
 
 
 def load_model(path: str | Path, ema: bool = True) -> tuple[torch.nn.Module, RunConfig, dict]:
@@ -143,7 +148,7 @@ def load_model(path: str | Path, ema: bool = True) -> tuple[torch.nn.Module, Run
         return model, config, _meta(config, model.max_length, "published")
     state = load_checkpoint(path)
     config = checkpoint_config(state, path)
-    model = build_model(config.model, state["meta"])
+    model = build_model(config.model, state["meta"], config.system)
     weights = state["ema"] if ema else state["model"]
     try:
         model.load_state_dict(weights)

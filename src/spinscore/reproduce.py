@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import yaml
 from tqdm.auto import tqdm
 
 from spinscore import stages
@@ -32,7 +33,7 @@ from spinscore.errors import AnalysisError, SpinscoreError
 from spinscore.io import atomic_write_bytes
 from spinscore.model.published import is_published_system
 
-PRESETS = {"quick": "quick.yaml", "paper": "paper.yaml"}
+PRESETS = {name: f"{name}.yaml" for name in ("quick", "paper", "square", "triangular")}
 PUBLISHED = Path("tests") / "data" / "mini_af3_epoch_20.pt"  # the authors' checkpoint
 PUBLISHED_T_EVAL = 1e-4  # where the paper reads its network
 
@@ -99,7 +100,7 @@ def _with(config: RunConfig, **changes: dict) -> RunConfig:
     """A copy of `config` with some fields of some sections replaced (re-validated)."""
     from spinscore.config import parse_config
 
-    data = config.model_dump(mode="python")
+    data = yaml.safe_load(config.to_yaml())  # the config as written (a chain has no lattice)
     for section, values in changes.items():
         data[section] = {**data[section], **values}
     return parse_config(data, "reproduce")
@@ -112,11 +113,17 @@ def data_configs(config: RunConfig) -> dict[str, RunConfig]:
     ood = {"sequences": rc.ood_sequences, "snapshots": rc.ood_snapshots}
     extra = {system.max_range + 1: {pair: rc.ood_extra_fraction * j
                                     for pair, j in system.couplings[1].items()}}
+    sets = {"train": config, "test": _with(config, simulation=test)}
+    larger = {**ood, "seed": rc.test_seed + 1}
+    if system.lattice is not None:  # a lattice larger by half in every direction
+        lattice = system.lattice.model_dump(mode="json")
+        lattice["size"] = [n + (n + 1) // 2 for n in lattice["size"]]
+        sets["ood_larger_lattice"] = _with(config, simulation=larger, system={"lattice": lattice})
+    elif system.graph is None:  # a graph has no larger version
+        sets["ood_longer_chains"] = _with(config, simulation=larger,
+                                          system={"length": rc.ood_length})
     return {
-        "train": config,
-        "test": _with(config, simulation=test),
-        "ood_longer_chains": _with(config, simulation={**ood, "seed": rc.test_seed + 1},
-                                   system={"length": rc.ood_length}),
+        **sets,
         "ood_higher_temperature": _with(config, simulation={**ood, "seed": rc.test_seed + 2},
                                         system={"temperature": rc.ood_temperature}),
         "ood_extra_range": _with(config, simulation={**ood, "seed": rc.test_seed + 3},

@@ -1,6 +1,8 @@
 """Classical estimators of the couplings from the same snapshots (SPEC §7b), for comparison
-with the network. Both use the neighbour sums g_ik of `inversion.neighbour_sums`; the log-density
-is linear in theta = beta J: log p(S) = sum_i sum_k theta_k g_ik . S_i / 2 + const.
+with the network, on any spin system (a chain, a lattice, a graph). Both use the neighbour sums
+g_ik of `inversion.layout_neighbour_sums` (the sum of S_j over the interacting pairs (i, j) of
+class k, in the layout of the data set's system); the log-density is linear in theta = beta J:
+log p(S) = sum_i sum_k theta_k g_ik . S_i / 2 + const.
 
 Pseudo-likelihood: each spin's conditional law is von Mises-Fisher with natural parameter
 h_i = sum_k theta_k g_ik, so
@@ -20,31 +22,35 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from spinscore.analysis.batches import snapshot_batches
-from spinscore.analysis.inversion import NormalEquations, design_matrix, neighbour_sums
+from spinscore.analysis.batches import dataset_system, snapshot_batches
+from spinscore.analysis.inversion import (
+    NormalEquations,
+    layout_neighbour_sums,
+    system_layout,
+    tangent_design,
+)
 from spinscore.io import Dataset
 from spinscore.physics.exact import LOG_4PI, langevin, log_sinhc
-from spinscore.physics.hamiltonian import bond_classes
 
 
 def _batches(ds: Dataset, batch_size: int, progress: bool, desc: str):
-    system = ds.config.system
-    n_params = len(system.parameter_names())
+    """Per batch of snapshots: seq (B,), spins (B, N, 3), mask (B, N), the neighbour sums
+    g (B, N, n_params, 3) and the design matrix X = P g (B, N, 3, n_params), unmasked."""
+    sites = dataset_system(ds.config.system)
     for b in snapshot_batches(ds, batch_size, progress, desc):
-        classes = bond_classes(b.types, system.n_types, system.max_range)
-        yield b.seq, b.spins, b.mask, classes, n_params
+        classes, pairs = system_layout(sites, b.types)
+        g = layout_neighbour_sums(b.spins, classes, sites.n_parameters, pairs)
+        yield b.seq, b.spins, b.mask, g, tangent_design(g, b.spins)
 
 
 def score_matching(ds: Dataset, batch_size: int = 256, progress: bool = True
                    ) -> tuple[np.ndarray, NormalEquations]:
     """theta = beta J by score matching. Returns (theta (P,), normal equations with W per
     sequence in `xtx` and b in `xty`, for bootstrapping: theta = solve(sum xtx, sum xty))."""
-    eqs = None
-    for seq, spins, mask, classes, n_params in _batches(ds, batch_size, progress, "score matching"):
-        if eqs is None:
-            eqs = NormalEquations.zeros(ds.n_sequences, n_params)
-        x = design_matrix(spins, classes, n_params) * mask[..., None, None]
-        g = neighbour_sums(spins, classes, n_params) * mask[..., None, None]
+    eqs = NormalEquations.zeros(ds.n_sequences, dataset_system(ds.config.system).n_parameters)
+    for seq, spins, mask, g, x in _batches(ds, batch_size, progress, "score matching"):
+        x = x * mask[..., None, None]
+        g = g * mask[..., None, None]
         np.add.at(eqs.xtx, seq, np.einsum("blcp,blcq->bpq", x, x))
         np.add.at(eqs.xty, seq, 2 * np.einsum("blpc,blc->bp", g, spins))
         np.add.at(eqs.count, seq, 3 * mask.sum(1))
@@ -57,11 +63,10 @@ def pseudo_likelihood(ds: Dataset, batch_size: int = 256, progress: bool = True,
     """theta = beta J maximising the pseudo-likelihood. Returns (theta, info) with the
     optimiser's status, the mean log pseudo-likelihood per spin and X^T X (for `describe`)."""
     gs, ss, xtx = [], [], 0.0
-    for _, spins, mask, classes, n_params in _batches(ds, batch_size, progress,
-                                                      "pseudo-likelihood"):
-        gs.append(neighbour_sums(spins, classes, n_params)[mask])  # (M, P, 3)
+    for _, spins, mask, g, x in _batches(ds, batch_size, progress, "pseudo-likelihood"):
+        gs.append(g[mask])  # (M, P, 3)
         ss.append(spins[mask])  # (M, 3)
-        x = design_matrix(spins, classes, n_params)[mask]
+        x = x[mask]
         xtx = xtx + np.einsum("mcp,mcq->pq", x, x)
     g, s = np.concatenate(gs), np.concatenate(ss)
     gs_dot = np.einsum("mpc,mc->mp", g, s)  # g_ik . S_i, (M, P)

@@ -2,7 +2,9 @@
 
 Every analysis that reads all snapshots (extraction, classical estimators, OOD flags, the
 interaction profile) walks `snapshot_batches`: batches of similar chain length, each cropped to
-its longest chain, with a progress bar. Every analysis that reads a network asks `network_field`.
+its longest chain (a lattice or graph: all N sites, never cropped), with a progress bar. Every
+analysis that reads a network asks `network_field`; every analysis that needs the data set's
+spin system builds it with `dataset_system`.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from spinscore.config import SystemConfig
 from spinscore.geometry.sphere import tangent_project
 from spinscore.io import Dataset
+from spinscore.systems import SpinSystem, system_from_config
 
 
 @dataclass
 class SnapshotBatch:
     """Snapshots of a batch: seq, snap (B,) indices into the data set; spins (B, N, 3) float64,
-    types (B, N) int64 with -1 on padding, N the longest chain of the batch."""
+    types (B, N) int64 with -1 on padding, N the longest chain of the batch (a lattice or
+    graph: its N sites)."""
 
     seq: np.ndarray
     snap: np.ndarray
@@ -34,17 +39,31 @@ class SnapshotBatch:
         return self.types >= 0
 
 
+def dataset_system(system: SystemConfig, max_range: int | None = None) -> SpinSystem:
+    """The `SpinSystem` of a data set's `system` config, with couplings up to shell
+    `max_range` (default: the config's own; a model's Hamiltonian class may reach farther or
+    less far than the Hamiltonian that made the data). Only the shells count, not the values.
+    Raises SpinscoreError where the geometry has no such shells (`system_from_config`)."""
+    if max_range is not None and max_range != system.max_range:
+        zero = dict.fromkeys(system.couplings[system.max_range], 0.0)
+        shells = {r: zero for r in range(1, max_range + 1)}
+        system = system.model_copy(update={"couplings": shells})
+    return system_from_config(system)
+
+
 def snapshot_batches(ds: Dataset, batch_size: int = 128, progress: bool = False,
                      desc: str = "snapshots") -> Iterator[SnapshotBatch]:
     """All snapshots of `ds` in batches of similar chain length, cropped to the longest chain
-    of each batch, with a progress bar (in snapshots) when `progress`."""
+    of each batch, with a progress bar (in snapshots) when `progress`. A lattice or graph
+    (every sample has the same N sites) is never cropped: its batches hold all N sites."""
     seq = np.repeat(np.arange(ds.n_sequences), ds.n_snapshots)
     snap = np.tile(np.arange(ds.n_snapshots), ds.n_sequences)
     order = np.argsort(ds.length[seq], kind="stable")
+    fixed = ds.config.system.geometry != "chain"
     with tqdm(total=len(order), unit="snapshot", desc=desc, disable=not progress) as bar:
         for a in range(0, len(order), batch_size):
             s, k = seq[order[a : a + batch_size]], snap[order[a : a + batch_size]]
-            n = int(ds.length[s].max())
+            n = ds.spins.shape[2] if fixed else int(ds.length[s].max())
             yield SnapshotBatch(s, k, ds.spins[s, k, :n].astype(np.float64),
                                 ds.types[s, :n].astype(np.int64))
             bar.update(len(s))

@@ -9,35 +9,42 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spinscore.analysis.batches import network_field, snapshot_batches
-from spinscore.analysis.inversion import NormalEquations, coupling_metrics, design_matrix
+from spinscore.analysis.batches import dataset_system, network_field, snapshot_batches
+from spinscore.analysis.inversion import (
+    NormalEquations,
+    coupling_metrics,
+    design_matrix,
+    system_design,
+    system_layout,
+)
 from spinscore.analysis.paper_values import PUBLISHED_METRICS, PUBLISHED_RATIOS
 from spinscore.analysis.readout import DirectWStats, extrapolated_readout
 from spinscore.io import Dataset
-from spinscore.physics.hamiltonian import bond_classes, bond_couplings, tangent_force
+from spinscore.physics.hamiltonian import system_couplings, system_tangent_force
 
 
 def accumulate(ds: Dataset, force_fn, batch_size: int = 128, progress: bool = True,
                desc: str = "extract") -> NormalEquations:
     """Run `force_fn(spins, types, seq)` -> (B, N, 3) over all snapshots (cropped batches) and
-    accumulate the normal equations per sequence."""
-    system = ds.config.system
-    n_params = len(system.parameter_names())
+    accumulate the normal equations per sequence, the design matrix in the layout of the data
+    set's system (`inversion.system_design`)."""
+    sites = dataset_system(ds.config.system)
+    n_params = sites.n_parameters
     eqs = NormalEquations.zeros(ds.n_sequences, n_params)
     for b in snapshot_batches(ds, batch_size, progress, desc):
         y = force_fn(b.spins, b.types, b.seq)
-        x = design_matrix(b.spins, bond_classes(b.types, system.n_types, system.max_range),
-                          n_params)
-        eqs.add(b.seq, x, y, b.mask)
+        eqs.add(b.seq, system_design(sites, b.spins, b.types, n_params), y, b.mask)
     return eqs
 
 
 def oracle_force(ds: Dataset):
-    """beta x exact tangent force, as a force function for `accumulate`."""
+    """beta x exact tangent force of the data set's system, as a force function for
+    `accumulate`: (spins (B, N, 3), types (B, N), seq) -> (B, N, 3)."""
     table, beta = ds.config.system.coupling_table(), ds.config.system.beta
+    sites = dataset_system(ds.config.system)
 
     def force(spins, types, seq):
-        return beta * tangent_force(spins, bond_couplings(types, table))
+        return beta * system_tangent_force(sites, spins, system_couplings(sites, types, table))
     return force
 
 
@@ -139,19 +146,19 @@ def network_readout(model, ds: Dataset, times: list[float], t_direct: float | No
                     ) -> tuple[list[NormalEquations], DirectWStats | None]:
     """One pass over the test snapshots: the normal equations of the network's score at each
     of `times`, and the direct-W statistics of its couplings at `t_direct` (one of `times`)."""
-    system = ds.config.system
-    n_params = len(system.parameter_names())
+    system, sites = ds.config.system, dataset_system(ds.config.system)
+    n_params = sites.n_parameters
     eqs = [NormalEquations.zeros(ds.n_sequences, n_params) for _ in times]
-    direct = None if t_direct is None else DirectWStats.zeros(
-        system.parameter_vector(), ds.n_sequences, system.max_range, ds.spins.shape[2])
+    direct = None if t_direct is None else DirectWStats.for_system(
+        system.parameter_vector(), ds.n_sequences, sites)
     for b in snapshot_batches(ds, batch_size, progress, "extract"):
-        classes = bond_classes(b.types, system.n_types, system.max_range)
-        x = design_matrix(b.spins, classes, n_params)
+        classes, pairs = system_layout(sites, b.types)
+        x = design_matrix(b.spins, classes, n_params, pairs)
         for k, t in enumerate(times):
             w, y = network_field(model, b.spins, b.types, t)
             eqs[k].add(b.seq, x, y.double().numpy(), b.mask)
             if t == t_direct:
-                direct.add(b.seq, w.double().numpy(), classes, b.mask)
+                direct.add(b.seq, w.double().numpy(), classes, b.mask, pairs)
     return eqs, direct
 
 
@@ -196,8 +203,11 @@ def readout_by_time(eqs: list[NormalEquations], times: list[float], ds: Dataset)
 @torch.no_grad()
 def interaction_profile(model, ds: Dataset, t_eval: float, max_distance: int = 15,
                         max_snapshots: int = 2000, batch_size: int = 128) -> dict:
-    """Mean |W_ij| and its quartiles against |i - j| = 1..max_distance (the paper's Fig. 2),
-    over (up to `max_snapshots` of) the test snapshots."""
+    """Mean |W_ij| and its quartiles against the pair feature d_ij = 1..max_distance the
+    network sees (`SpinSystem.pair_features`: |i - j| on a chain, the paper's Fig. 2; the
+    distance shell on a lattice; the shell, then n_shells + hops, on a graph), over (up to
+    `max_snapshots` of) the test snapshots. `true_range`: the largest d with a coupling."""
+    sites = dataset_system(ds.config.system)
     values: list[list[np.ndarray]] = [[] for _ in range(max_distance)]
     seen = 0
     for b in snapshot_batches(ds, batch_size):
@@ -205,9 +215,10 @@ def interaction_profile(model, ds: Dataset, t_eval: float, max_distance: int = 1
             break
         n = b.spins.shape[1]
         w = network_field(model, b.spins, b.types, t_eval)[0].abs().numpy()
-        for d in range(1, min(max_distance, n - 1) + 1):
-            pair_ok = b.mask[:, :-d] & b.mask[:, d:]
-            values[d - 1].append(np.diagonal(w, offset=d, axis1=1, axis2=2)[pair_ok])
+        feature = np.triu(sites.pair_features(n), k=1)  # each pair i < j once
+        for d in range(1, max_distance + 1):
+            i, j = np.nonzero(feature == d)  # row-major: on a chain, i ascending, j = i + d
+            values[d - 1].append(w[:, i, j][b.mask[:, i] & b.mask[:, j]])
         seen += len(b.seq)
     dist, mean, q25, q75 = [], [], [], []
     for d, vs in enumerate(values, start=1):
@@ -218,7 +229,9 @@ def interaction_profile(model, ds: Dataset, t_eval: float, max_distance: int = 1
             q25.append(float(np.percentile(v, 25)))
             q75.append(float(np.percentile(v, 75)))
     return {"distance": dist, "mean_abs_w": mean, "q25": q25, "q75": q75, "t_eval": t_eval,
-            "snapshots": seen}
+            "snapshots": seen, "true_range": sites.n_shells,
+            "distance_name": "|i - j|" if ds.config.system.geometry == "chain"
+            else "pair feature (shell)"}
 
 
 def default_readout_times(t_low: float) -> list[float]:

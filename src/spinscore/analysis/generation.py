@@ -1,5 +1,6 @@
-"""Generated chains against REMC: sample chains of one sequence from the model, draw REMC
-snapshots of the same sequence, compare energies and helix domain walls."""
+"""Generated configurations against REMC: sample configurations of one sequence (a chain's, or the
+site types of a lattice or graph) from the model, draw REMC snapshots of the same sequence,
+compare energies and (chains only) helix domain walls."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import torch
 
 from spinscore.diffusion.generate import energy_comparison, sample_chains
 from spinscore.errors import SpinscoreError
-from spinscore.physics.hamiltonian import bond_couplings, chirality_reversals, energy
+from spinscore.physics.hamiltonian import chirality_reversals, system_couplings, system_energy
 from spinscore.sampling.remc import simulate_chain
+from spinscore.systems import Chain, system_from_config
 
 
 def compare_with_remc(model, config, meta: dict, types: np.ndarray, n: int, *,
@@ -24,27 +26,30 @@ def compare_with_remc(model, config, meta: dict, types: np.ndarray, n: int, *,
     model, config (RunConfig), meta: from `checkpoints.load_model`. types: (L,) int site
     types. REMC: the config's schedule and ladder with `reference_snapshots` snapshots of the
     coldest replica. Returns (spins (n, L, 3) float32, energies (n,), summary dict: energy
-    statistics, chirality reversals, settings, timings in seconds).
+    statistics, chirality reversals (chains only, None otherwise), settings, timings in
+    seconds).
     """
     system, diffusion = config.system, config.diffusion
     types = np.asarray(types, dtype=np.int64)
     if len(types) > meta["max_length"]:
         raise SpinscoreError(f"sequence: {len(types)} sites exceed the checkpoint's max_length "
                              f"{meta['max_length']}")
-    bonds = bond_couplings(types, system.coupling_table())  # (K, L)
+    sites = system_from_config(system)
+    couplings = system_couplings(sites, types, system.coupling_table())  # (K, L) or (P,)
+    chain = isinstance(sites, Chain)
 
     tick = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     spins = sample_chains(model, torch.as_tensor(types), n, t_min=diffusion.t_min,
                           t_max=diffusion.t_max, method=method, steps=steps, generator=gen,
                           progress=progress).numpy().astype(np.float32)
-    e_gen = energy(spins.astype(np.float64), bonds)
+    e_gen = system_energy(sites, spins.astype(np.float64), couplings)
     sample_s = time.perf_counter() - tick
 
     tick = time.perf_counter()
     sim = config.simulation.model_copy(update={"snapshots": reference_snapshots, "seed": seed})
     ref = simulate_chain(system, sim, 0, types=types)
-    e_ref = energy(ref.spins, bonds)
+    e_ref = system_energy(sites, ref.spins, couplings)
     remc_s = time.perf_counter() - tick
     result = {
         "sequence": system.sequence_text(types), "length": len(types),
@@ -52,9 +57,12 @@ def compare_with_remc(model, config, meta: dict, types: np.ndarray, n: int, *,
         **energy_comparison(e_gen, e_ref),
         "energy_per_spin_generated": float(e_gen.mean() / len(types)),
         "energy_per_spin_reference": float(e_ref.mean() / len(types)),
-        # helix defects: domain walls between the senses of rotation (chirality_reversals)
-        "chirality_reversals_generated": float(chirality_reversals(spins).mean()),
-        "chirality_reversals_reference": float(chirality_reversals(ref.spins).mean()),
+        # helix defects: domain walls between the senses of rotation (chirality_reversals),
+        # a chain's notion (along i, i + 1): None on a lattice or graph
+        "chirality_reversals_generated": float(chirality_reversals(spins).mean()) if chain
+        else None,
+        "chirality_reversals_reference": float(chirality_reversals(ref.spins).mean()) if chain
+        else None,
         "sample_seconds": sample_s, "remc_seconds": remc_s,
         "energies_reference": e_ref.tolist(),
     }

@@ -50,24 +50,50 @@ def pair_neighbour_sums(spins: np.ndarray, pairs: Pairs, classes: np.ndarray,
     return g
 
 
+def layout_neighbour_sums(spins: np.ndarray, classes: np.ndarray, n_params: int,
+                          pairs: Pairs | None = None) -> np.ndarray:
+    """g (..., N, n_params, 3) from `classes` in the chain's bond layout (..., K, L)
+    (`neighbour_sums`, pairs None) or per pair (..., P) of `pairs` (`pair_neighbour_sums`)."""
+    if pairs is None:
+        return neighbour_sums(spins, classes, n_params)
+    return pair_neighbour_sums(spins, pairs, classes, n_params)
+
+
+def tangent_design(g: np.ndarray, spins: np.ndarray) -> np.ndarray:
+    """The design matrix X (..., N, 3, n_params) from neighbour sums g (..., N, n_params, 3):
+    column k is P_i g_ik = g_ik - (g_ik . S_i) S_i, spins (..., N, 3)."""
+    g = g - np.sum(g * spins[..., None, :], axis=-1, keepdims=True) * spins[..., None, :]
+    return np.swapaxes(g, -1, -2)
+
+
 def design_matrix(spins: np.ndarray, classes: np.ndarray, n_params: int,
                   pairs: Pairs | None = None) -> np.ndarray:
     """Tangent design matrix X (..., N, 3, n_params): column k is P_i g_ik (SPEC §6).
 
     `classes` in the chain's bond layout (..., K, L) (`bond_classes`), or per pair (..., P)
     of `pairs` for any other system (`physics.hamiltonian.system_classes`)."""
-    g = neighbour_sums(spins, classes, n_params) if pairs is None else \
-        pair_neighbour_sums(spins, pairs, classes, n_params)  # (..., N, n_params, 3)
-    g = g - np.sum(g * spins[..., None, :], axis=-1, keepdims=True) * spins[..., None, :]
-    return np.swapaxes(g, -1, -2)
+    return tangent_design(layout_neighbour_sums(spins, classes, n_params, pairs), spins)
+
+
+def system_pairs(system: SpinSystem, n_sites: int) -> Pairs | None:
+    """The pairs that per-pair arrays of `system` with N = `n_sites` sites run over; None for
+    a `Chain`, whose arrays are in the bond layout (..., K, L)."""
+    return None if isinstance(system, Chain) else system.pairs(n_sites)
+
+
+def system_layout(system: SpinSystem, types: np.ndarray) -> tuple[np.ndarray, Pairs | None]:
+    """(classes, pairs) of samples with site types (..., N) (-1 on padding) of `system`: the
+    chain's bond classes (..., K, L) and None, or per-pair classes (..., P) and the pairs.
+    The arguments `classes, n_params, pairs` of `design_matrix` and `layout_neighbour_sums`."""
+    types = np.asarray(types)
+    return system_classes(system, types), system_pairs(system, types.shape[-1])
 
 
 def system_design(system: SpinSystem, spins: np.ndarray, types: np.ndarray,
                   n_params: int) -> np.ndarray:
     """The design matrix X (B, N, 3, n_params) of snapshots (B, N, 3) with site types (B, N)
     (-1 on padding) of `system`, in its layout (chain bonds or pairs)."""
-    classes = system_classes(system, types)
-    pairs = None if isinstance(system, Chain) else system.pairs(spins.shape[-2])
+    classes, pairs = system_layout(system, types)
     return design_matrix(spins, classes, n_params, pairs)
 
 

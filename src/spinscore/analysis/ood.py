@@ -27,18 +27,17 @@ import numpy as np
 import torch
 from scipy.stats import mannwhitneyu
 
-from spinscore.analysis.batches import network_field, snapshot_batches
-from spinscore.analysis.inversion import design_matrix
+from spinscore.analysis.batches import dataset_system, network_field, snapshot_batches
+from spinscore.analysis.inversion import system_design
 from spinscore.errors import SpinscoreError
 from spinscore.geometry.sphere import pairwise_field
 from spinscore.io import Dataset
-from spinscore.physics.hamiltonian import bond_classes
 
 
 def config_explained_variance(y: np.ndarray, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """EV of the least-squares fit of each configuration's force field on its own basis.
 
-    y: (B, L, 3) force field; x: (B, L, 3, P) design matrix; mask: (B, L) real sites.
+    y: (B, N, 3) force field; x: (B, N, 3, P) design matrix; mask: (B, N) real sites.
     Returns (B,) in [0, 1]: |X c|^2 / |Y|^2 with c = argmin |Y - X c| (zero intercept; the
     pseudo-inverse handles coupling classes absent from a chain).
     """
@@ -56,19 +55,19 @@ def explained_variance(model, ds: Dataset, types: tuple[str, ...], max_range: in
                        progress: bool = True, desc: str = "ood") -> np.ndarray:
     """Per-configuration EV (n_seq, n_snap) of the model's score at t_eval on the local basis
     of the model's Hamiltonian class (its site types and interaction range, which may differ
-    from the range of the Hamiltonian that generated `ds`)."""
+    from the range of the Hamiltonian that generated `ds`), in the layout of the data set's
+    system (`inversion.system_design`: a chain's bonds, or the pairs of a lattice or graph)."""
     if tuple(ds.config.system.types) != tuple(types):
         raise SpinscoreError(f"{ds.path}: site types {list(ds.config.system.types)} do not "
                              f"match the model's {list(types)}")
     if int(ds.length.max()) > model.max_length:
         raise SpinscoreError(f"{ds.path}: chains of {int(ds.length.max())} sites exceed the "
                              f"model's max_length {model.max_length}")
-    n_types = len(types)
-    n_params = max_range * n_types * (n_types + 1) // 2
+    sites = dataset_system(ds.config.system, max_range)
     ev = np.empty((ds.n_sequences, ds.n_snapshots))
     for b in snapshot_batches(ds, batch_size, progress, desc):
         y = network_field(model, b.spins, b.types, t_eval)[1].double().numpy()
-        x = design_matrix(b.spins, bond_classes(b.types, n_types, max_range), n_params)
+        x = system_design(sites, b.spins, b.types, sites.n_parameters)
         ev[b.seq, b.snap] = config_explained_variance(y, x, b.mask)
     return ev
 

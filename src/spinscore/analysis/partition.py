@@ -1,8 +1,9 @@
 """The partition function from the learned density (SPEC §7, the paper's Fig. 3).
 
-For one sequence: thermal configurations from low to high energy (REMC with its coldest replica
-at each temperature T_k of the simulation ladder), their log-likelihood log p_θ(x) under the
-model (probability-flow ODE, `diffusion.likelihood`), and
+For one sequence (a chain's, or the site types of a lattice or graph): thermal configurations
+from low to high energy (REMC with its coldest replica at each temperature T_k of the simulation
+ladder), their log-likelihood log p_θ(x) under the model (probability-flow ODE,
+`diffusion.likelihood`), and
 
 * the calibration log p ≈ c − α β E: least squares over the low-energy configurations, those
   at the data temperature (the typical set the model was trained on; `fit_temperatures` > 1
@@ -142,13 +143,15 @@ def _ladder_log_p(model, config, types: np.ndarray, ps: PartitionSettings, threa
 
     Returns (temperatures (M,), energies (M,), log p (M,), timings, solver statistics)."""
     from spinscore.diffusion.likelihood import solve_likelihood
-    from spinscore.physics.hamiltonian import bond_couplings, energy
+    from spinscore.physics.hamiltonian import system_couplings, system_energy
+    from spinscore.systems import system_from_config
 
     system, diffusion = config.system, config.diffusion
+    sites = system_from_config(system)
     tick = time.perf_counter()
     spins, temps = ladder_snapshots(system, config.simulation, types, ps.per_temperature,
                                     ps.seed, threads, progress)
-    energies = energy(spins, bond_couplings(types, system.coupling_table()))
+    energies = system_energy(sites, spins, system_couplings(sites, types, system.coupling_table()))
     timings = {"remc_s": time.perf_counter() - tick}
     tick = time.perf_counter()
     gen = torch.Generator().manual_seed(ps.seed)

@@ -13,53 +13,79 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spinscore.analysis.inversion import NormalEquations
+from spinscore.systems import Chain, Pairs, SpinSystem
 
 
 @dataclass
 class DirectWStats:
-    """Sufficient statistics of W over the pairs of a test set.
+    """Sufficient statistics of W over the interacting pairs of a test set.
 
-    Support: the pairs (i, i + r), r <= max range, each pair of each snapshot one observation
-    with class c (range and unordered pair of types) and true coupling J_c. `pair_sum`
-    (n_seq, R, L) holds sum over the snapshots of W_{i,i+r} per sequence, for the spread of W
-    over the snapshots of one sequence."""
+    Support: the interacting pairs (i, j) of each sample (a chain's (i, i + r), r <= max
+    range), each pair of each snapshot one observation with class c (shell and unordered pair
+    of types) and true coupling J_c. `pair_sum` (n_seq, S) holds the sum over the snapshots
+    of W_ij per sequence and pair slot, for the spread of W over the snapshots of one
+    sequence: slot (r - 1) L_max + i for a chain's pair (i, i + r) (the bond layout
+    flattened), slot p for pair p of a lattice or graph."""
 
     n_params: int
     class_sum: np.ndarray  # (P,) sum of W over the observations of each class
     class_count: np.ndarray  # (P,)
     moments: np.ndarray  # (6,) n, sum W, sum J, sum W^2, sum J^2, sum W J over the support
-    pair_sum: np.ndarray  # (n_seq, R, L)
-    pair_count: np.ndarray  # (n_seq, R, L)
+    pair_sum: np.ndarray  # (n_seq, S)
+    pair_count: np.ndarray  # (n_seq, S)
     abs_support: float = 0.0
     abs_all: float = 0.0  # sum |W_ij| over all pairs i < j of real sites
     truth: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
     def zeros(cls, truth: np.ndarray, n_seq: int, max_range: int, max_length: int):
-        p = len(truth)
-        return cls(p, np.zeros(p), np.zeros(p), np.zeros(6), np.zeros((n_seq, max_range, max_length)),
-                   np.zeros((n_seq, max_range, max_length)), truth=np.asarray(truth, float))
+        """Statistics for chains of up to `max_length` sites, couplings up to `max_range`."""
+        return cls.with_slots(truth, n_seq, max_range * max_length)
 
-    def add(self, seq: np.ndarray, w: np.ndarray, classes: np.ndarray, valid: np.ndarray) -> None:
+    @classmethod
+    def with_slots(cls, truth: np.ndarray, n_seq: int, n_slots: int):
+        p = len(truth)
+        return cls(p, np.zeros(p), np.zeros(p), np.zeros(6), np.zeros((n_seq, n_slots)),
+                   np.zeros((n_seq, n_slots)), truth=np.asarray(truth, float))
+
+    @classmethod
+    def for_system(cls, truth: np.ndarray, n_seq: int, system: SpinSystem):
+        """Statistics for the samples of `system`: a chain's bond layout, or its pairs."""
+        if isinstance(system, Chain):
+            return cls.zeros(truth, n_seq, system.n_shells, system.max_sites)
+        return cls.with_slots(truth, n_seq, len(system.pairs(system.max_sites)))
+
+    def add(self, seq: np.ndarray, w: np.ndarray, classes: np.ndarray, valid: np.ndarray,
+            pairs: Pairs | None = None) -> None:
         """seq (B,) sequence ids; w (B, N, N) symmetric couplings; classes (B, R, N) from
-        `bond_classes` (-1: no bond); valid (B, N) real sites."""
+        `bond_classes` (pairs None: a chain) or (B, P) per pair of `pairs` (any system; from
+        `inversion.system_layout`), -1: no pair; valid (B, N) real sites."""
         n = w.shape[-1]
         pair_ok = valid[:, :, None] & valid[:, None, :]
         self.abs_all += float(np.abs(np.triu(np.where(pair_ok, w, 0.0), k=1)).sum())
+        if pairs is not None:
+            self._add_group(seq, w[:, pairs.i, pairs.j], classes, np.arange(len(pairs)))
+            return
+        width = self.pair_sum.shape[1] // classes.shape[1]  # L_max of the bond layout
         for r in range(1, min(classes.shape[1], n - 1) + 1):
             wr = np.diagonal(w, offset=r, axis1=1, axis2=2)  # (B, N - r): W_{i, i+r}
-            cls = classes[:, r - 1, : n - r]
-            ok = cls >= 0
-            wv, cv = wr[ok], cls[ok]
-            jv = self.truth[cv]
-            np.add.at(self.class_sum, cv, wv)
-            np.add.at(self.class_count, cv, 1.0)
-            self.moments += [len(wv), wv.sum(), jv.sum(), wv @ wv, jv @ jv, wv @ jv]
-            self.abs_support += float(np.abs(wv).sum())
-            rows = np.broadcast_to(seq[:, None], cls.shape)[ok]
-            cols = np.broadcast_to(np.arange(n - r), cls.shape)[ok]
-            np.add.at(self.pair_sum, (rows, r - 1, cols), wv)
-            np.add.at(self.pair_count, (rows, r - 1, cols), 1.0)
+            self._add_group(seq, wr, classes[:, r - 1, : n - r],
+                            (r - 1) * width + np.arange(n - r))
+
+    def _add_group(self, seq: np.ndarray, w: np.ndarray, cls: np.ndarray,
+                   slots: np.ndarray) -> None:
+        """Observations w (B, M) of classes cls (B, M) (-1: none) in pair slots (M,)."""
+        ok = cls >= 0
+        wv, cv = w[ok], cls[ok]
+        jv = self.truth[cv]
+        np.add.at(self.class_sum, cv, wv)
+        np.add.at(self.class_count, cv, 1.0)
+        self.moments += [len(wv), wv.sum(), jv.sum(), wv @ wv, jv @ jv, wv @ jv]
+        self.abs_support += float(np.abs(wv).sum())
+        rows = np.broadcast_to(seq[:, None], cls.shape)[ok]
+        cols = np.broadcast_to(slots, cls.shape)[ok]
+        np.add.at(self.pair_sum, (rows, cols), wv)
+        np.add.at(self.pair_count, (rows, cols), 1.0)
 
     def metrics(self, beta: float) -> dict:
         """The revised release's direct-W metrics (SPEC §8b); classes with J_c = 0 are left

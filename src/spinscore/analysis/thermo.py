@@ -1,19 +1,21 @@
-"""Thermodynamic integration (TI): ln Z of one sequence from <E>_beta (SPEC §7).
+"""Thermodynamic integration (TI): ln Z of one sample (a chain's sequence, or the site types of
+a lattice or graph) from <E>_beta (SPEC §7).
 
     ln Z(beta0) = L ln(4 pi) - int_0^beta0 <E>_beta dbeta,
 
 with Z = int prod_i dS_i exp(-beta H) over the product of the L unit spheres (area 4 pi each), so
-ln Z(0) = L ln 4 pi, and d ln Z / d beta = -<E>_beta.
+ln Z(0) = L ln 4 pi, and d ln Z / d beta = -<E>_beta. L is the number of sites of the sample.
 
 <E>_beta is measured on a uniform grid of n_points values of beta in [0, beta0] and integrated with
 Simpson's rule. beta = 0 is exact: the spins are independent and isotropic, <E>_0 = 0. The other
 n_points - 1 grid values are the ladder of one replica-exchange run (`simulate_chain`), so every
 grid point is sampled at once and the closely spaced ladder swaps often.
 
-Why a uniform grid: the Simpson error is ~h^4 and <E>_beta is smooth (slope -Var E, bounded by
-L J^2 / 3 at beta = 0, decaying like 1/beta^2 in the low-temperature regime). With 100 points on
-[0, 20] and the exact <E> of a 20-spin nearest-neighbour chain the quadrature error is 1e-5 in
-ln Z (trapezoid: 1e-2), far below the Monte Carlo error, so the grid of the paper is kept.
+Why a uniform grid: the Simpson error is ~h^4 and <E>_beta is smooth (slope -Var E, the sum of
+J^2 / 3 over the interacting pairs at beta = 0, decaying like 1/beta^2 in the low-temperature
+regime). With 100 points on [0, 20] and the exact <E> of a 20-spin nearest-neighbour chain the
+quadrature error is 1e-5 in ln Z (trapezoid: 1e-2), far below the Monte Carlo error, so the grid
+of the paper is kept.
 
 Error bars: `runs` independent REMC runs (each its own seed) give independent estimates of the
 whole curve and of ln Z. Their spread accounts for the autocorrelation in Monte Carlo time and for
@@ -32,8 +34,9 @@ from tqdm.auto import tqdm
 
 from spinscore.config import SimulationConfig, SystemConfig
 from spinscore.physics.exact import LOG_4PI, chain_bonds_by_range, nn_chain_log_z, nn_chain_mean_energy
-from spinscore.physics.hamiltonian import bond_couplings
+from spinscore.physics.hamiltonian import bond_couplings, system_couplings
 from spinscore.sampling.remc import simulate_chain
+from spinscore.systems import Chain, system_from_config
 
 
 def beta_grid(beta0: float, n_points: int) -> np.ndarray:
@@ -61,7 +64,10 @@ def integrate_log_z(betas: np.ndarray, mean_energy: np.ndarray, length: int) -> 
 
 def exact_single_range(system: SystemConfig, types: np.ndarray, betas: np.ndarray) -> dict | None:
     """Closed-form ln Z(betas[-1]) and <E>_beta (n,) when the chain has one interaction range (it is
-    then a set of independent nearest-neighbour chains, SPEC §2); None otherwise."""
+    then a set of independent nearest-neighbour chains, SPEC §2); None otherwise, and None for
+    every system that is not an open chain (a lattice, a graph)."""
+    if not isinstance(system_from_config(system), Chain):
+        return None
     bonds = bond_couplings(np.asarray(types), system.coupling_table())
     try:
         chains = chain_bonds_by_range(bonds)
@@ -70,6 +76,15 @@ def exact_single_range(system: SystemConfig, types: np.ndarray, betas: np.ndarra
     energy = np.array([sum(nn_chain_mean_energy(j, b) for _, j in chains) for b in betas])
     return {"log_z": float(sum(nn_chain_log_z(j, betas[-1]) for _, j in chains)),
             "mean_energy": energy}
+
+
+def high_temperature_variance(system: SystemConfig, types: np.ndarray) -> float:
+    """Var E at beta = 0, exact: sum of J_ij^2 / 3 over the interacting pairs of the sample
+    with site types `types` (N,) of `system` (isotropic independent spins: the pair energies
+    are uncorrelated, each S_i . S_j of variance 1/3). Units J^2."""
+    sites = system_from_config(system)
+    couplings = system_couplings(sites, np.asarray(types), system.coupling_table())
+    return float(np.sum(couplings**2) / 3.0)
 
 
 def _check_ti_settings(n_points: int, beta0: float, runs: int, sweeps: int,
@@ -110,18 +125,17 @@ def thermodynamic_integration(
     sweeps: int = 4000,
     threads: int = 1,
 ) -> dict:
-    """ln Z(beta0) of the chain `types` by thermodynamic integration (module docstring).
+    """ln Z(beta0) of the sample `types` (L,) int of `system` (a chain's sequence, or the site
+    types of a lattice or graph) by thermodynamic integration (module docstring).
 
-    Args:
-        system: couplings. types: (L,) int site types. beta0: target inverse temperature (1/J).
-        n_points: grid size on [0, beta0] (>= 3); all but beta = 0 are REMC replicas.
-        sim: sampler schedule, of which burn_in and swap_every are used (the ladder, snapshot
-            and seed fields are replaced); default SimulationConfig defaults (2000, 10).
-        seed: master seed; run r uses chain stream (seed, r), so the result is deterministic and
-            independent of `threads`.
-        runs: independent REMC runs (>= 2); error bars come from their spread.
-        sweeps: measurement sweeps per run after burn-in; <E> is sampled every swap_every sweeps.
-        threads: runs executed concurrently (the kernels release the GIL).
+    Args: beta0: target inverse temperature (1/J). n_points: grid size on [0, beta0] (>= 3);
+        all but beta = 0 are REMC replicas. sim: sampler schedule, of which burn_in and
+        swap_every are used (the ladder, snapshot and seed fields are replaced); default
+        SimulationConfig defaults (2000, 10). seed: master seed; run r uses chain stream
+        (seed, r), so the result is deterministic and independent of `threads`. runs:
+        independent REMC runs (>= 2); error bars come from their spread. sweeps: measurement
+        sweeps per run after burn-in; <E> is sampled every swap_every sweeps. threads: runs
+        executed concurrently (the kernels release the GIL).
     Returns:
         dict with log_z, log_z_err (standard error), log_z_runs (runs,), log_z_infinite_temperature
         (L ln 4 pi), betas (n,), mean_energy and mean_energy_err (n,) (units J), energy_var (n,)
@@ -138,7 +152,7 @@ def thermodynamic_integration(
 
     zero = np.zeros((runs, 1))  # <E>_0 = 0 and Var_0 E = sum J^2 / 3, exact (isotropic spins)
     energy = np.hstack([zero, [r.ladder_energy_mean for r in results]])  # (runs, n)
-    var0 = np.sum(bond_couplings(types, system.coupling_table()) ** 2) / 3.0
+    var0 = high_temperature_variance(system, types)
     energy_var = np.hstack([[var0], np.mean([r.ladder_energy_var for r in results], axis=0)])
     log_z_runs = integrate_log_z(betas, energy, len(types))  # (runs,)
     return {
@@ -152,12 +166,6 @@ def thermodynamic_integration(
         "energy_var": energy_var,
         "heat_capacity": betas**2 * energy_var,
         "swap_acceptance": np.mean([r.swap_acceptance for r in results], axis=0),
-        "length": len(types),
-        "beta0": float(beta0),
-        "runs": runs,
-        "sweeps": sweeps,
-        "burn_in": sim.burn_in,
-        "swap_every": sim.swap_every,
-        "seed": seed,
-        "wall_time_s": wall,
+        "length": len(types), "beta0": float(beta0), "runs": runs, "sweeps": sweeps,
+        "burn_in": sim.burn_in, "swap_every": sim.swap_every, "seed": seed, "wall_time_s": wall,
     }

@@ -41,7 +41,12 @@ class ScoreModel(nn.Module):
         self.system = system if system is not None else Chain(n_types, 1, (1, max_length))
         self._features: dict[tuple[int, torch.device], Tensor] = {}
         self.type_embed = nn.Embedding(n_types, c_s)
-        self.pos_embed = nn.Embedding(max_length, c_s)
+        # An open chain's sites are told apart by their position (the ends differ from the
+        # middle); on a lattice or graph the pair features carry all the geometry and no
+        # absolute position enters, so W of a translated periodic configuration is the
+        # translated W.
+        self.pos_embed = nn.Embedding(max_length, c_s) if isinstance(self.system, Chain) \
+            else None
         self.time_embed = TimeEmbedding(c_s, cfg.time_octaves)
         self.dist_embed = nn.Embedding(cfg.max_distance + 1, c_z)
         self.gram_embed = nn.Linear(1, c_z)
@@ -60,9 +65,9 @@ class ScoreModel(nn.Module):
         """
         b, n, _ = spins.shape
         mask = types >= 0  # (B, N)
-        idx = torch.arange(n, device=spins.device)
-        s = (self.type_embed(types.clamp(min=0)) + self.pos_embed(idx)[None]
-             + self.time_embed(t)[:, None, :])  # (B, N, c_s)
+        s = self.type_embed(types.clamp(min=0)) + self.time_embed(t)[:, None, :]  # (B, N, c_s)
+        if self.pos_embed is not None:
+            s = s + self.pos_embed(torch.arange(n, device=spins.device))[None]
         gram = spins @ spins.transpose(1, 2)  # (B, N, N), the only geometric input
         pair = self.pair_features(n, spins.device)  # (N, N), |i - j| on a chain
         z = self.dist_embed(pair)[None] + self.gram_embed(gram[..., None])  # (B, N, N, c_z)

@@ -14,29 +14,33 @@ def dataset_figure(
     lengths: np.ndarray,
     bond_dots: dict[str, np.ndarray],
     force_magnitudes: np.ndarray,
-    conformations: list[np.ndarray],
+    conformations: list[np.ndarray] | None,
     title: str = "",
 ) -> Figure:
     """The data-set figure (the paper's Fig. S1), four panels.
 
     Args:
-        lengths: (n_seq,) chain lengths.
-        bond_dots: S_i.S_{i+r} values per bond class name (only range-1 classes are drawn).
+        lengths: (n_seq,) chain lengths (sites per sample).
+        bond_dots: S_i.S_j values per coupling class name (only shell-1 classes are drawn).
         force_magnitudes: |F_i| values (units of J).
-        conformations: a few (L, 3) spin chains, drawn as the cumulative sum of their spins.
+        conformations: a few (L, 3) spin chains, drawn as the cumulative sum of their spins;
+            None for a lattice or graph (no path through the sites: the panel says so).
     """
+    chain = conformations is not None
     fig = plt.figure(figsize=(13, 9.5))
     ax = fig.add_subplot(2, 2, 1)
     lo, hi = int(lengths.min()), int(lengths.max())
     ax.hist(lengths, bins=np.arange(lo, hi + 2) - 0.5, color="tab:blue", alpha=0.8)
-    ax.set(xlabel="chain length L", ylabel="sequences", title="(a) length distribution")
+    ax.set(xlabel="chain length L" if chain else "sites N", ylabel="sequences",
+           title="(a) length distribution" if chain else "(a) sites per sample")
 
     ax = fig.add_subplot(2, 2, 2)
     for name, values in bond_dots.items():
         if name.startswith("J1_") and values.size:
             ax.hist(values, bins=np.linspace(values.min(), 1, 80), histtype="step", lw=1.5,
                     density=True, label=f"{name} (mean {values.mean():.3f})")
-    ax.set(xlabel=r"$S_i\cdot S_{i+1}$", ylabel="density", yscale="log",
+    ax.set(xlabel=r"$S_i\cdot S_{i+1}$" if chain else r"$S_i\cdot S_j$ (shell-1 pairs)",
+           ylabel="density", yscale="log",
            title="(b) nearest-neighbour alignment per bond type")
     ax.legend()
 
@@ -49,11 +53,16 @@ def dataset_figure(
     ax.legend()
 
     ax = fig.add_subplot(2, 2, 4, projection="3d")
-    for k, spins in enumerate(conformations):
+    for k, spins in enumerate(conformations or []):
         path = np.vstack([np.zeros(3), np.cumsum(spins, axis=0)])
         ax.plot(*path.T, marker="o", ms=2, lw=1.2, label=f"L = {len(spins)}", color=f"C{k}")
     ax.set(xlabel="x", ylabel="y", zlabel="z", title=r"(d) conformations $\sum_{j\leq i} S_j$")
-    ax.legend(fontsize=8)
+    if chain:
+        ax.legend(fontsize=8)
+    else:
+        ax.set_axis_off()
+        ax.text2D(0.5, 0.5, "(d) conformations: chains only\n(no path through the sites of a "
+                  "lattice or graph)", transform=ax.transAxes, ha="center", va="center")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -88,15 +97,18 @@ def loss_curve_figure(samples: np.ndarray, loss: np.ndarray, loss_t: np.ndarray)
 
 def profile_figure(profile: dict) -> Figure:
     """Interaction profile (the paper's Fig. 2): mean |W_ij| with interquartile range against
-    |i - j|, linear and log scale."""
+    the pair distance (`distance_name`: |i - j| on a chain, the shell of a lattice or graph),
+    linear and log scale, the shells with a coupling (`true_range`, default 2) shaded."""
     d = np.asarray(profile["distance"])
     mean, lo, hi = (np.asarray(profile[k]) for k in ("mean_abs_w", "q25", "q75"))
+    name, reach = profile.get("distance_name", "|i - j|"), profile.get("true_range", 2)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, scale in zip(axes, ("linear", "log"), strict=True):
         ax.fill_between(d, np.maximum(lo, 1e-12), hi, alpha=0.3, label="interquartile range")
         ax.plot(d, mean, "o-", label=r"mean $|W_{ij}|$")
-        ax.axvspan(0.5, 2.5, color="tab:green", alpha=0.08, label="true range (|i-j| <= 2)")
-        ax.set(xlabel="|i - j|", ylabel=r"$|W_{ij}|$", yscale=scale, xticks=d,
+        ax.axvspan(0.5, reach + 0.5, color="tab:green", alpha=0.08,
+                   label=f"true range ({name} <= {reach})")
+        ax.set(xlabel=name, ylabel=r"$|W_{ij}|$", yscale=scale, xticks=d,
                title=f"interaction profile ({scale} scale), t = {profile['t_eval']:g}")
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from spinscore.io import Dataset
-from spinscore.physics.hamiltonian import bond_couplings, tangent_force
+from spinscore.physics.hamiltonian import system_couplings, system_tangent_force
 from spinscore.systems import system_from_config
 
 
@@ -25,9 +25,11 @@ def bond_dots_by_class(ds: Dataset) -> dict[str, np.ndarray]:
 
 
 def tangent_force_magnitudes(ds: Dataset) -> np.ndarray:
-    """|F_i| of every real site of every snapshot (units of J), flattened."""
-    bonds = bond_couplings(ds.types, ds.config.system.coupling_table())[:, None]
-    force = tangent_force(ds.spins.astype(np.float64), bonds)
+    """|F_i| of every real site of every snapshot (units of J), flattened; F the tangent force
+    of the data set's system (a chain's bonds, or the pairs of a lattice or graph)."""
+    sites = system_from_config(ds.config.system)
+    couplings = system_couplings(sites, ds.types, ds.config.system.coupling_table())[:, None]
+    force = system_tangent_force(sites, ds.spins.astype(np.float64), couplings)
     return np.linalg.norm(force, axis=-1)[np.broadcast_to(ds.valid[:, None], force.shape[:-1])]
 
 

@@ -40,7 +40,8 @@ def inspect_dataset(ds: Dataset, out: Path) -> dict:
     summary = dataset_summary(ds)
     rng = np.random.default_rng(0)
     picks = rng.choice(ds.n_sequences, size=min(4, ds.n_sequences), replace=False)
-    conformations = [ds.spins[i, 0, : ds.length[i]].astype(float) for i in picks]
+    conformations = [ds.spins[i, 0, : ds.length[i]].astype(float) for i in picks] \
+        if ds.config.system.geometry == "chain" else None  # a path only along a chain
     fig = dataset_figure(ds.length, bond_dots_by_class(ds), tangent_force_magnitudes(ds),
                          conformations, title=f"{ds.path.name}: T = {ds.config.system.temperature}")
     save_figure(fig, out / "dataset.png")

@@ -160,7 +160,10 @@ def _training_data(config: RunConfig, data_path: str | Path) -> tuple[TrainingDa
         raise SpinscoreError(
             f"{data_path}: data set has types {list(system.types)} and range {system.max_range},"
             f" the config has {list(config.system.types)} and range {config.system.max_range}")
-    if system.length[1] > config.model.max_length:
+    if (config.system.lattice, config.system.graph) != (system.lattice, system.graph):
+        raise SpinscoreError(f"{data_path}: data set on a {system.geometry} other than the "
+                             f"config's {config.system.geometry} (system.lattice/graph differ)")
+    if system.geometry == "chain" and system.length[1] > config.model.max_length:
         raise SpinscoreError(f"{data_path}: chains of up to {system.length[1]} sites exceed "
                              f"model.max_length = {config.model.max_length}")
     meta = {"types": list(system.types), "max_range": system.max_range,
@@ -173,7 +176,7 @@ def _optimisation(config: RunConfig, meta: dict, dev: torch.device, total_steps:
     """(model, EMA, AdamW, LR schedule), freshly initialised from train.seed."""
     tc = config.train
     torch.manual_seed(tc.seed)
-    model = build_model(config.model, meta).to(dev)
+    model = build_model(config.model, meta, config.system).to(dev)
     ema = AveragedModel(model, multi_avg_fn=ema_update(tc.ema_decay))
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc, total_steps))
