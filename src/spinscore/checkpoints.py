@@ -167,6 +167,19 @@ def _meta(config: RunConfig, max_length: int, fmt: str) -> dict[str, Any]:
                           max(c.high for c in diffusion.t_sampling)]}
 
 
+def site_limit(model: torch.nn.Module) -> int | None:
+    """The most sites a sample may have for `model`: the length of its position embedding
+    (chains, the published model), None for a model without one (lattices, graphs)."""
+    return None if getattr(model, "pos_embed", True) is None else model.max_length
+
+
+def check_sites(model: torch.nn.Module, n_sites: int, what: str) -> None:
+    """Refuse samples of `n_sites` sites beyond the model's position embedding."""
+    limit = site_limit(model)
+    if limit is not None and n_sites > limit:
+        raise SpinscoreError(f"{what}: {n_sites} sites exceed the model's max_length {limit}")
+
+
 def time_range_warning(meta: dict[str, Any], times, what: str) -> str | None:
     """One line when a readout time lies outside the times the model was trained on."""
     low, high = meta["trained_t"]

@@ -10,8 +10,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from spinscore.checkpoints import check_sites
 from spinscore.diffusion.generate import energy_comparison, sample_chains
-from spinscore.errors import SpinscoreError
 from spinscore.physics.hamiltonian import chirality_reversals, system_couplings, system_energy
 from spinscore.sampling.remc import simulate_chain
 from spinscore.systems import Chain, system_from_config
@@ -31,9 +31,7 @@ def compare_with_remc(model, config, meta: dict, types: np.ndarray, n: int, *,
     """
     system, diffusion = config.system, config.diffusion
     types = np.asarray(types, dtype=np.int64)
-    if len(types) > meta["max_length"]:
-        raise SpinscoreError(f"sequence: {len(types)} sites exceed the checkpoint's max_length "
-                             f"{meta['max_length']}")
+    check_sites(model, len(types), "sequence")
     sites = system_from_config(system)
     couplings = system_couplings(sites, types, system.coupling_table())  # (K, L) or (P,)
     chain = isinstance(sites, Chain)

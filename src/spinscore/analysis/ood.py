@@ -29,6 +29,7 @@ from scipy.stats import mannwhitneyu
 
 from spinscore.analysis.batches import dataset_system, network_field, snapshot_batches
 from spinscore.analysis.inversion import system_design
+from spinscore.checkpoints import check_sites
 from spinscore.errors import SpinscoreError
 from spinscore.geometry.sphere import pairwise_field
 from spinscore.io import Dataset
@@ -60,10 +61,10 @@ def explained_variance(model, ds: Dataset, types: tuple[str, ...], max_range: in
     if tuple(ds.config.system.types) != tuple(types):
         raise SpinscoreError(f"{ds.path}: site types {list(ds.config.system.types)} do not "
                              f"match the model's {list(types)}")
-    if int(ds.length.max()) > model.max_length:
-        raise SpinscoreError(f"{ds.path}: chains of {int(ds.length.max())} sites exceed the "
-                             f"model's max_length {model.max_length}")
+    check_sites(model, int(ds.length.max()), str(ds.path))
     sites = dataset_system(ds.config.system, max_range)
+    if hasattr(model, "set_system"):
+        model.set_system(sites)  # a lattice model reads a larger lattice with its shells
     ev = np.empty((ds.n_sequences, ds.n_snapshots))
     for b in snapshot_batches(ds, batch_size, progress, desc):
         y = network_field(model, b.spins, b.types, t_eval)[1].double().numpy()

@@ -88,6 +88,13 @@ class ScoreModel(nn.Module):
             self._features[key] = features.clamp(max=self.cfg.max_distance)
         return self._features[key]
 
+    def set_system(self, system: SpinSystem) -> None:
+        """Read samples of another system of the same kind from now on (a lattice model on a
+        larger lattice): its pair features replace the training system's. Chains need none
+        (|i - j| holds at any length)."""
+        if self.pos_embed is None:
+            self.system, self._features = system, {}
+
     def output_factor(self, t: Tensor) -> Tensor:
         """c(t) (B,): beta, or beta / (1 + beta t) with `output_scaling: stiffness`."""
         if self.cfg.output_scaling == "constant":

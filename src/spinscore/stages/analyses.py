@@ -212,9 +212,7 @@ def partition(checkpoint: str | Path, data: str | Path, sequence_index: int,
                                                                          sequence_index)
     if ds.config.system.coupling_table().tolist() != config.system.coupling_table().tolist():
         raise SpinscoreError(f"{data}: couplings differ from those the checkpoint was trained on")
-    if len(types) > meta["max_length"]:
-        raise SpinscoreError(f"{data}: sequence {sequence_index} has {len(types)} sites, above "
-                             f"the checkpoint's max_length {meta['max_length']}")
+    checkpoints.check_sites(model, len(types), f"{data}: sequence {sequence_index}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = partition_analysis(model, config, types, settings, threads=threads,
