@@ -108,7 +108,7 @@ def tiny_checkpoint(path, types=("A", "B"), max_length=24):
 @pytest.mark.parametrize("sequence,expected", [
     ("ABXAB", "unknown site type 'X' at position 2"),
     ("AB", "too short for interaction range 2"),
-    ("AB" * 13, "26 sites exceed the checkpoint's max_length 24"),
+    ("AB" * 13, "26 sites exceed the model's max_length 24"),
 ])
 def test_sample_rejects_bad_sequences(tmp_path, sequence, expected):
     ckpt = tiny_checkpoint(tmp_path / "ckpt.pt")

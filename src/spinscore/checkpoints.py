@@ -169,8 +169,10 @@ def _meta(config: RunConfig, max_length: int, fmt: str) -> dict[str, Any]:
 
 def site_limit(model: torch.nn.Module) -> int | None:
     """The most sites a sample may have for `model`: the length of its position embedding
-    (chains, the published model), None for a model without one (lattices, graphs)."""
-    return None if getattr(model, "pos_embed", True) is None else model.max_length
+    (chains, the published model), None for a model without one (lattices, graphs, stand-in
+    fields)."""
+    return None if getattr(model, "pos_embed", True) is None else \
+        getattr(model, "max_length", None)
 
 
 def check_sites(model: torch.nn.Module, n_sites: int, what: str) -> None:
