@@ -248,7 +248,7 @@ def test_generation_energies_and_no_chirality_on_the_lattice(lattice_data):
     config = ds.config
     model = PairOracle(config.system).double()
     types = ds.types[0].astype(np.int64)
-    spins, e_gen, result = compare_with_remc(model, config, {"max_length": 16}, types, 3,
+    spins, e_gen, result = compare_with_remc(model, config, types, 3,
                                              method="sde", steps=4, reference_snapshots=3)
     w = dense_couplings(model.system, config.system.coupling_table(), types[None])[0]
     s = spins.astype(np.float64)

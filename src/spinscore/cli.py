@@ -321,11 +321,11 @@ def sample(checkpoint, sequence, n_chains, out, method, steps, seed, reference_s
         if not ok:
             raise SpinscoreError(f"{name}: expected a positive integer (>= 2 for "
                                  f"--reference-snapshots, >= 0 for --seed), got {got}")
-    model, config, meta = load_model(checkpoint)
+    model, config, _ = load_model(checkpoint)
     types = config.system.sequence_from_text(sequence)
-    result = stages.generate(model, config, meta, types, n_chains, out, method=method,
-                                  steps=steps, seed=seed, reference_snapshots=reference_snapshots,
-                                  progress=not quiet)
+    result = stages.generate(model, config, types, n_chains, out, method=method,
+                             steps=steps, seed=seed, reference_snapshots=reference_snapshots,
+                             progress=not quiet)
     click.echo(f"<E> generated {result['mean_generated']:.3f} +- {result['sem_generated']:.3f}, "
                f"REMC {result['mean_reference']:.3f} +- {result['sem_reference']:.3f}; "
                f"Wasserstein {result['wasserstein']:.3f}, KS {result['ks_statistic']:.3f}")

@@ -59,11 +59,10 @@ def snapshot_batches(ds: Dataset, batch_size: int = 128, progress: bool = False,
     seq = np.repeat(np.arange(ds.n_sequences), ds.n_snapshots)
     snap = np.tile(np.arange(ds.n_snapshots), ds.n_sequences)
     order = np.argsort(ds.length[seq], kind="stable")
-    fixed = ds.config.system.geometry != "chain"
     with tqdm(total=len(order), unit="snapshot", desc=desc, disable=not progress) as bar:
         for a in range(0, len(order), batch_size):
             s, k = seq[order[a : a + batch_size]], snap[order[a : a + batch_size]]
-            n = ds.spins.shape[2] if fixed else int(ds.length[s].max())
+            n = int(ds.length[s].max())  # a lattice's or graph's samples all have N sites
             yield SnapshotBatch(s, k, ds.spins[s, k, :n].astype(np.float64),
                                 ds.types[s, :n].astype(np.int64))
             bar.update(len(s))

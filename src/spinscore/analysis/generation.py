@@ -17,13 +17,13 @@ from spinscore.sampling.remc import simulate_chain
 from spinscore.systems import Chain, system_from_config
 
 
-def compare_with_remc(model, config, meta: dict, types: np.ndarray, n: int, *,
+def compare_with_remc(model, config, types: np.ndarray, n: int, *,
                       method: Literal["ode", "sde"] = "ode", steps: int | None = None,
                       seed: int = 0, reference_snapshots: int = 200, progress: bool = False
                       ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Generate n chains of `types` and compare them with REMC of the same sequence.
 
-    model, config (RunConfig), meta: from `checkpoints.load_model`. types: (L,) int site
+    model, config (RunConfig): from `checkpoints.load_model`. types: (L,) int site
     types. REMC: the config's schedule and ladder with `reference_snapshots` snapshots of the
     coldest replica. Returns (spins (n, L, 3) float32, energies (n,), summary dict: energy
     statistics, chirality reversals (chains only, None otherwise), settings, timings in

@@ -36,7 +36,7 @@ from spinscore.config import SimulationConfig, SystemConfig
 from spinscore.physics.exact import LOG_4PI, chain_bonds_by_range, nn_chain_log_z, nn_chain_mean_energy
 from spinscore.physics.hamiltonian import bond_couplings, system_couplings
 from spinscore.sampling.remc import simulate_chain
-from spinscore.systems import Chain, system_from_config
+from spinscore.systems import system_from_config
 
 
 def beta_grid(beta0: float, n_points: int) -> np.ndarray:
@@ -66,7 +66,7 @@ def exact_single_range(system: SystemConfig, types: np.ndarray, betas: np.ndarra
     """Closed-form ln Z(betas[-1]) and <E>_beta (n,) when the chain has one interaction range (it is
     then a set of independent nearest-neighbour chains, SPEC §2); None otherwise, and None for
     every system that is not an open chain (a lattice, a graph)."""
-    if not isinstance(system_from_config(system), Chain):
+    if system.geometry != "chain":
         return None
     bonds = bond_couplings(np.asarray(types), system.coupling_table())
     try:

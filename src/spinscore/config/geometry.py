@@ -19,9 +19,9 @@ LATTICE_KINDS = {"chain": (1, 1), "square": (1, 2), "triangular": (1, 2), "honey
 class LatticeConfig(BaseModel):
     """`system.lattice`: kind, size (unit cells per dimension), boundary.
 
-    For an open chain, `size` is the range [min, max] of chain lengths (as `system.length`,
-    which it replaces); for every other lattice (and a periodic chain, a ring) one size per
-    dimension.
+    An open chain written as a lattice (`size` the range [min, max] of chain lengths) is turned
+    into `system.length` by `SystemConfig` before this model is built; every lattice here
+    (a periodic chain is a ring) has one size per dimension.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -32,25 +32,19 @@ class LatticeConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> LatticeConfig:
+        if self.kind == "chain" and self.boundary == "open":
+            raise ValueError("an open chain is given by system.length")
         dim = LATTICE_KINDS[self.kind][1]
-        ring = self.kind == "chain" and self.boundary == "periodic"
-        want = dim if self.kind != "chain" or ring else 2
-        if self.kind == "chain" and not ring and len(self.size) == 1:
-            object.__setattr__(self, "size", (self.size[0], self.size[0]))
-        elif len(self.size) != want:
-            what = "[min, max] chain lengths" if want == 2 and self.kind == "chain" else \
-                f"{want} sizes (unit cells per dimension)"
-            raise ValueError(f"size: a {self.boundary} {self.kind} lattice takes {what}, "
-                             f"got {list(self.size)}")
+        if len(self.size) != dim:
+            raise ValueError(f"size: a {self.boundary} {self.kind} lattice takes {dim} sizes "
+                             f"(unit cells per dimension), got {list(self.size)}")
         if min(self.size) < 1:
             raise ValueError(f"size: expected positive sizes, got {list(self.size)}")
         return self
 
     @property
     def n_sites(self) -> int:
-        """Sites of the lattice (the largest chain for an open chain)."""
-        if self.kind == "chain" and self.boundary == "open":
-            return self.size[1]
+        """Sites of the lattice: unit cells x sites per cell."""
         cells = 1
         for n in self.size:
             cells *= n

@@ -125,10 +125,11 @@ class SystemConfig(_Frozen):
                                  f"given for shells 1..{self.max_range}")
         if self.pattern is not None:
             lo, hi = self.n_sites_range
-            if lo != hi or len(self.pattern) != hi:
+            if lo != hi:
+                raise ValueError("pattern: a fixed pattern needs a fixed number of sites")
+            if len(self.pattern) != hi:
                 raise ValueError(f"pattern: expected one type per site ({hi} sites), got "
-                                 f"{len(self.pattern)}" if lo == hi else
-                                 "pattern: a fixed pattern needs a fixed number of sites")
+                                 f"{len(self.pattern)}")
             unknown = sorted(set(self.pattern) - set(self.types))
             if unknown:
                 raise ValueError(f"pattern: unknown site types {unknown} (types are "

@@ -138,7 +138,7 @@ def ood(checkpoint, data, ood_paths: dict[str, str], out, t_eval: float | None =
     return summary
 
 
-def generate(model, config, meta: dict, types: np.ndarray, n: int, out: str | Path, *,
+def generate(model, config, types: np.ndarray, n: int, out: str | Path, *,
              method: Literal["ode", "sde"] = "ode", steps: int | None = None, seed: int = 0,
              reference_snapshots: int = 200, progress: bool = False,
              png: str | Path | None = None, summary: str | Path | None = None) -> dict:
@@ -154,7 +154,7 @@ def generate(model, config, meta: dict, types: np.ndarray, n: int, out: str | Pa
     summary = Path(summary) if summary else out.with_suffix(".json")
     for path in (out, png, summary):
         path.parent.mkdir(parents=True, exist_ok=True)  # now, not after the sampling
-    spins, e_gen, result = compare_with_remc(model, config, meta, types, n, method=method,
+    spins, e_gen, result = compare_with_remc(model, config, types, n, method=method,
                                              steps=steps, seed=seed,
                                              reference_snapshots=reference_snapshots,
                                              progress=progress)
@@ -190,10 +190,10 @@ def generate_for_test_sequence(checkpoint: str | Path, data: str | Path, sequenc
                                n: int, out_dir: str | Path, **options) -> dict:
     """`generate` for test sequence `sequence_index` of the data set `data`: OUT_DIR/
     generated.h5, generate.png and generate.json."""
-    model, config, meta, _, types = checkpoints.load_model_for_sequence(checkpoint, data,
-                                                                         sequence_index)
+    model, config, _, _, types = checkpoints.load_model_for_sequence(checkpoint, data,
+                                                                      sequence_index)
     out = Path(out_dir)
-    return generate(model, config, meta, types, n, out / "generated.h5",
+    return generate(model, config, types, n, out / "generated.h5",
                     png=out / "generate.png", summary=out / "generate.json", **options)
 
 
