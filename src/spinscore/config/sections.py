@@ -44,6 +44,14 @@ class ModelConfig(_Frozen):
     # ln t. The highest one bounds how fast the field can vary in t (period 4 in ln t at the
     # default 4); faster variation makes the probability-flow ODE stiff to integrate.
     time_octaves: int = Field(default=4, ge=1, le=12)
+    # Pair track restricted to each site's neighbours with pair feature <= pair_cutoff (the
+    # chain's |i - j|, a lattice's shell, a graph's shell): memory grows as N x neighbours
+    # instead of N^2, and W is zero beyond the cutoff. None: the dense pair track. At least
+    # the system's interaction range (RunConfig checks it).
+    pair_cutoff: int | None = Field(default=None, ge=1)
+    # Also embed the displacement r_j - r_i of each pair (lattices only): anisotropic
+    # couplings. Keeps translation invariance but not the lattice's point group.
+    displacement_features: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
@@ -166,6 +174,14 @@ class RunConfig(_Frozen):
                 f"simulation.t_max: expected a temperature above system.temperature "
                 f"({self.system.temperature}), got {self.simulation.t_max}"
             )
+        cutoff, shells = self.model.pair_cutoff, self.system.max_range
+        if cutoff is not None and cutoff < shells:
+            raise ValueError(f"model.pair_cutoff: {cutoff} would drop the couplings of shells "
+                             f"{cutoff + 1}..{shells}; expected at least {shells} (the "
+                             f"interaction range of system.couplings)")
+        if self.model.displacement_features and self.system.geometry != "lattice":
+            raise ValueError(f"model.displacement_features: needs a lattice (system.lattice); "
+                             f"a {self.system.geometry} has no site positions")
         return self
 
     def to_yaml(self, sections: tuple[str, ...] | None = None) -> str:

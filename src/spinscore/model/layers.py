@@ -1,5 +1,10 @@
 """Building blocks of the score network: time embedding, invariant pair features, transitions,
-pair-biased attention. Shapes: B batch, N sites, c_s single channels, c_z pair channels."""
+pair-biased attention. Shapes: B batch, N sites, c_s single channels, c_z pair channels.
+
+The pair track is dense, z (B, N, N, c_z), or restricted to neighbour lists (the cutoff pair
+track, `model.neighbours`): z (B, N, K, c_z) with z[:, i, k] the pair (i, index[i, k]) for an
+(N, K) `index`. The pair layers take `index=None` for the dense track.
+"""
 
 from __future__ import annotations
 
@@ -54,15 +59,30 @@ class OuterSum(nn.Module):
         self.left = nn.Linear(c_s, c_z)
         self.right = nn.Linear(c_s, c_z, bias=False)
 
-    def forward(self, s: Tensor) -> Tensor:
+    def forward(self, s: Tensor, index: Tensor | None = None) -> Tensor:
+        """s: (B, N, c_s); index: None or (N, K) in [0, N). Returns (B, N, N, c_z), or
+        (B, N, K, c_z) on the neighbour lists."""
         s = self.norm(s)
-        return self.left(s)[:, :, None, :] + self.right(s)[:, None, :, :]  # (B, N, N, c_z)
+        if index is None:
+            return self.left(s)[:, :, None, :] + self.right(s)[:, None, :, :]  # (B, N, N, c_z)
+        return self.left(s)[:, :, None, :] + self.right(s)[:, index]
+
+
+def neighbour_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, index: Tensor) -> Tensor:
+    """Scaled dot-product attention of each site over its neighbour list only.
+
+    q, k, v: (B, H, N, d); bias: (B, H, N, K) additive, very negative on padding slots;
+    index: (N, K) in [0, N), the keys of each query. Returns (B, H, N, d)."""
+    k, v = k[:, :, index], v[:, :, index]  # (B, H, N, K, d)
+    logits = torch.einsum("bhnd,bhnkd->bhnk", q, k) / math.sqrt(q.shape[-1]) + bias
+    return torch.einsum("bhnk,bhnkd->bhnd", logits.softmax(dim=-1), v)
 
 
 class PairBiasedAttention(nn.Module):
     """Multi-head self-attention on the single representation with a per-head bias from the
-    pair representation; keys on padding are masked out. Uses PyTorch's fused
-    scaled_dot_product_attention with the bias as an additive float mask."""
+    pair representation; keys on padding are masked out. Dense: PyTorch's fused
+    scaled_dot_product_attention with the bias as an additive float mask; on neighbour lists
+    each site attends to its list only."""
 
     def __init__(self, c_s: int, c_z: int, heads: int):
         super().__init__()
@@ -76,13 +96,18 @@ class PairBiasedAttention(nn.Module):
         self.gate = nn.Linear(c_s, c_s)
         self.out = nn.Linear(c_s, c_s)
 
-    def forward(self, s: Tensor, z: Tensor, key_bias: Tensor) -> Tensor:
-        """s: (B, N, c_s); z: (B, N, N, c_z); key_bias: (B, 1, 1, N), 0 on sites, -inf-like on
-        padding. Returns the update (B, N, c_s)."""
+    def forward(self, s: Tensor, z: Tensor, key_bias: Tensor, index: Tensor | None = None
+                ) -> Tensor:
+        """s: (B, N, c_s). Dense (index None): z (B, N, N, c_z), key_bias (B, 1, 1, N), 0 on
+        sites, -inf-like on padding. Neighbour lists: z (B, N, K, c_z), key_bias (B, 1, N, K),
+        index (N, K) in [0, N). Returns the update (B, N, c_s)."""
         b, n, c = s.shape
         x = self.norm_s(s)
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        bias = self.bias(self.norm_z(z)).permute(0, 3, 1, 2) + key_bias  # (B, H, N, N)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, N, c/H)
+        bias = self.bias(self.norm_z(z)).permute(0, 3, 1, 2) + key_bias  # (B, H, N, N or K)
+        if index is None:
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, N, c/H)
+        else:
+            o = neighbour_attention(q, k, v, bias, index)
         o = o.transpose(1, 2).reshape(b, n, c)
         return self.out(torch.sigmoid(self.gate(x)) * o)

@@ -19,11 +19,13 @@ class ConcatOuterSum(nn.Module):
         self.weight = nn.Parameter(torch.cat([fast.left.weight, fast.right.weight], dim=1))
         self.bias = nn.Parameter(fast.left.bias.detach().clone())
 
-    def forward(self, s: Tensor) -> Tensor:
+    def forward(self, s: Tensor, index: Tensor | None = None) -> Tensor:
+        """s: (B, N, c_s); index: None (dense) or (N, K) neighbour lists. Returns (B, N, N,
+        c_z) or (B, N, K, c_z)."""
         s = self.norm(s)
         n = s.shape[1]
-        pair = torch.cat([s[:, :, None, :].expand(-1, -1, n, -1),
-                          s[:, None, :, :].expand(-1, n, -1, -1)], dim=-1)  # (B, N, N, 2c_s)
+        partner = s[:, None, :, :].expand(-1, n, -1, -1) if index is None else s[:, index]
+        pair = torch.cat([s[:, :, None, :].expand_as(partner), partner], dim=-1)  # (.., 2c_s)
         return pair @ self.weight.T + self.bias
 
 

@@ -91,6 +91,34 @@ def check_colouring(pairs: Pairs, colours: np.ndarray) -> None:
         )
 
 
+def neighbour_rows(n_sites: int, i: np.ndarray, j: np.ndarray,
+                   feature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pack oriented site pairs into per-site neighbour lists of one common width K.
+
+    Args:
+        n_sites: N.
+        i, j, feature: (P,) int64: j is a neighbour of i with pair feature >= 1 (each
+            unordered pair in both orientations, no pair twice, no i == j).
+    Returns:
+        (index (N, K) int64, feature (N, K) int64): row i holds i itself in slot 0 (feature
+        0), then its neighbours by ascending (feature, site); -1 in both past the end of a
+        row. K = 1 + the most neighbours of any site.
+    """
+    sites = np.arange(n_sites, dtype=np.int64)
+    i = np.concatenate([sites, np.asarray(i, dtype=np.int64)])
+    j = np.concatenate([sites, np.asarray(j, dtype=np.int64)])
+    feature = np.concatenate([np.zeros(n_sites, dtype=np.int64),
+                              np.asarray(feature, dtype=np.int64)])
+    order = np.lexsort((j, feature, i))
+    i, j, feature = i[order], j[order], feature[order]
+    counts = np.bincount(i, minlength=n_sites)
+    slot = np.arange(len(i)) - np.repeat(np.cumsum(counts) - counts, counts)
+    index = np.full((n_sites, int(counts.max(initial=1))), -1, dtype=np.int64)
+    feat = np.full_like(index, -1)
+    index[i, slot], feat[i, slot] = j, feature
+    return index, feat
+
+
 def sweep_order(colours: np.ndarray) -> np.ndarray:
     """Sites colour by colour (colour 0 first), ascending within a colour: (N,) int64."""
     return np.argsort(np.asarray(colours), kind="stable").astype(np.int64)
@@ -135,6 +163,19 @@ class SpinSystem(ABC):
         """(..., P) parameter class of each of `pairs(N)` for types (..., N), -1 on padding."""
         types = np.asarray(types)
         return pair_classes(types, self.pairs(types.shape[-1]), self.n_types)
+
+    def neighbour_table(self, n_sites: int, cutoff: int) -> tuple[np.ndarray, np.ndarray]:
+        """The neighbour lists of a pair track cut off at pair feature `cutoff` (>= 1): site j
+        is a neighbour of i when 1 <= pair_features[i, j] <= cutoff.
+
+        Returns (index (N, K) int64, feature (N, K) int64) as `neighbour_rows` packs them:
+        slot 0 the site itself (feature 0), then the neighbours by ascending (feature, site),
+        -1 in both on padding slots. This default reads the dense (N, N) `pair_features`;
+        a system with many sites overrides it.
+        """
+        features = self.pair_features(n_sites)
+        i, j = np.nonzero((features >= 1) & (features <= cutoff))
+        return neighbour_rows(n_sites, i, j, features[i, j])
 
     def sweep_order(self, n_sites: int) -> np.ndarray:
         """(N,) int64 sites in the order of a Monte Carlo sweep, colour by colour, after

@@ -20,11 +20,12 @@ site = ravel_multi_index(c, size) * n_basis + b.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 
 from spinscore.errors import SpinscoreError
-from spinscore.systems.base import Pairs
+from spinscore.systems.base import Pairs, neighbour_rows
 from spinscore.systems.colouring import FixedSites
 
 _R3 = np.sqrt(3.0)
@@ -187,10 +188,11 @@ class Lattice(FixedSites):
         """(n_cells, d) int64 integer coordinates of the cells in site order."""
         return np.indices(self.size).reshape(self.dim, -1).T.astype(np.int64)
 
-    def _build_pairs(self) -> Pairs:
-        """Every cell's neighbours by the offset table, kept once with i < j, sorted
-        shell-major then by (i, j)."""
-        b0, dcell, b1, shell = self._offsets
+    def _offset_pairs(self, offsets: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        """Every oriented pair an offset table (`neighbour_offsets`) reaches from every cell,
+        periodic images wrapped (a site may then be reached by several offsets, even itself):
+        (i, j, shell), (P,) int64 each, in the order of cells, then offsets."""
+        b0, dcell, b1, shell = offsets
         cells, n_basis, size = self._cells(), len(self.basis), np.asarray(self.size)
         target = cells[:, None, :] + dcell[None, :, :]  # (n_cells, M, d)
         if self.periodic:
@@ -202,12 +204,31 @@ class Lattice(FixedSites):
         c_to = np.ravel_multi_index(tuple(np.where(inside[..., None], target, 0).T), self.size).T
         i = (c_from * n_basis + b0)[inside]
         j = (c_to * n_basis + b1)[inside]
-        k = np.broadcast_to(shell, inside.shape)[inside]
+        return i, j, np.broadcast_to(shell, inside.shape)[inside]
+
+    def _build_pairs(self) -> Pairs:
+        """Every cell's neighbours by the offset table, kept once with i < j, sorted
+        shell-major then by (i, j)."""
+        i, j, k = self._offset_pairs(self._offsets)
         keep = i < j
         i, j, k = i[keep], j[keep], k[keep]
         order = np.lexsort((j, i, k))
         return Pairs(i=i[order].astype(np.int64), j=j[order].astype(np.int64),
                      shell=k[order].astype(np.int64))
+
+    def neighbour_table(self, n_sites: int, cutoff: int) -> tuple[np.ndarray, np.ndarray]:
+        """`SpinSystem.neighbour_table` (every site within shell `cutoff` by `pair_features`)
+        from the offset table of shells 1..cutoff, never forming an (N, N) array: memory
+        grows as N x neighbours. Under periodic boundaries a site reached by several offsets
+        keeps the smallest shell (its minimum image), and offsets that wrap onto the site
+        itself are dropped. Returns (index (N, K), feature (N, K)) int64, -1 on padding."""
+        self._check_n(n_sites)
+        i, j, shell = self._offset_pairs(neighbour_offsets(self.kind, cutoff))
+        order = np.lexsort((shell, j, i))
+        i, j, shell = i[order], j[order], shell[order]
+        first = np.concatenate([[True], (i[1:] != i[:-1]) | (j[1:] != j[:-1])])
+        keep = first & (i != j)
+        return neighbour_rows(self.max_sites, i[keep], j[keep], shell[keep])
 
     def positions(self) -> np.ndarray:
         """(N, d) Cartesian site positions: sum_d c_d a_d + basis_b (cells at 0..L_d - 1)."""
@@ -215,24 +236,54 @@ class Lattice(FixedSites):
         b = np.tile(np.arange(len(self.basis)), len(cells) // len(self.basis))
         return cells @ self.vectors + self.basis[b]
 
+    def _images(self, i: np.ndarray, j: np.ndarray) -> Iterator[np.ndarray]:
+        """Candidate displacements r_j - r_i (..., d) of the site pairs (i, j) (int arrays
+        of one broadcast shape), one at a time: the plain difference on open boundaries;
+        under periodic ones the difference wrapped to [-L/2, L/2] cells first, then that
+        shifted by -1 and +1 periods along each axis (the shortest is the minimum image)."""
+        frac = self.positions() @ np.linalg.inv(self.vectors)
+        delta = frac[j] - frac[i]
+        if not self.periodic:
+            yield delta @ self.vectors
+            return
+        size = np.asarray(self.size, dtype=float)
+        delta -= size * np.round(delta / size)
+        for shift in itertools.product((0, -1, 1), repeat=self.dim):
+            yield (delta + size * np.asarray(shift)) @ self.vectors
+
     def displacements(self) -> np.ndarray:
         """(N, N, d) displacement r_j - r_i of every pair; under periodic boundaries the
         minimum image (the shortest over the images the wrap to [-L/2, L/2] cells and the
         neighbouring periods give; the first shortest on ties)."""
-        frac = self.positions() @ np.linalg.inv(self.vectors)
-        delta = frac[None, :, :] - frac[:, None, :]
-        if not self.periodic:
-            return delta @ self.vectors
-        size = np.asarray(self.size, dtype=float)
-        delta -= size * np.round(delta / size)
-        best = delta @ self.vectors
+        sites = np.arange(self.max_sites)
+        images = self._images(sites[:, None], sites[None, :])
+        best = next(images)
         best_norm = np.linalg.norm(best, axis=-1)
-        for shift in itertools.product((0, -1, 1), repeat=self.dim):
-            cand = (delta + size * np.asarray(shift)) @ self.vectors
+        for cand in images:
             norm = np.linalg.norm(cand, axis=-1)
             better = norm < best_norm - 1e-9
             best[better], best_norm[better] = cand[better], norm[better]
         return best
+
+    def pair_displacements(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """(..., d) displacement r_j - r_i of the site pairs (i, j) (int arrays of one
+        broadcast shape), averaged over the minimum images under periodic boundaries.
+
+        There is one minimum image except at exactly half a period, where the tied images
+        (+L/2 and -L/2 cells along an axis) average to 0 along it. So the displacement
+        depends only on where j sits relative to i (translation invariant) and d(j, i) =
+        -d(i, j), which `displacements` (the first shortest image) does not give on ties.
+        """
+        i, j = np.asarray(i), np.asarray(j)
+        shortest = np.inf
+        for d in self._images(i, j):  # two passes, one image in memory at a time
+            shortest = np.minimum(shortest, np.linalg.norm(d, axis=-1))
+        total, count = 0.0, 0
+        for d in self._images(i, j):
+            tied = np.linalg.norm(d, axis=-1) < shortest + TOL
+            total = total + np.where(tied[..., None], d, 0.0)
+            count = count + tied
+        return total / count[..., None]
 
     def pair_features(self, n_sites: int) -> np.ndarray:
         """(N, N) int64 dense shell index: the rank of each pair's (minimum-image) distance
