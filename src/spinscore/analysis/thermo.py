@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from spinscore.config import SimulationConfig, SystemConfig
 from spinscore.physics.exact import LOG_4PI, chain_bonds_by_range, nn_chain_log_z, nn_chain_mean_energy
 from spinscore.physics.hamiltonian import bond_couplings, system_couplings
-from spinscore.sampling.remc import simulate_chain
+from spinscore.sampling.remc import ChainResult, simulate_chain
 from spinscore.systems import system_from_config
 
 
@@ -93,20 +93,30 @@ def _check_ti_settings(n_points: int, beta0: float, runs: int, sweeps: int,
         raise ValueError(f"n_points: expected at least 3 grid points, got {n_points}")
     if not (np.isfinite(beta0) and beta0 > 0):
         raise ValueError(f"beta0: expected a positive inverse temperature, got {beta0}")
+    check_runs(runs, sweeps, sim)
+
+
+def check_runs(runs: int, sweeps: int, sim: SimulationConfig) -> None:
+    """ValueError unless `runs` >= 2 (an error bar) and `sweeps` >= sim.swap_every (at least
+    one measurement per run)."""
     if runs < 2:
         raise ValueError(f"runs: expected at least 2 independent runs for an error bar, got {runs}")
     if sweeps < sim.swap_every:
         raise ValueError(f"sweeps ({sweeps}) must be at least swap_every ({sim.swap_every})")
 
 
-def _ladder_runs(system, types, betas, sim, seed, runs, sweeps, threads, progress) -> list:
-    """`runs` independent REMC runs on the ladder betas[1:] (hottest first), in threads."""
-    # One stored snapshot per run (not used); the ladder is the grid without beta = 0.
-    sim_run = sim.model_copy(update={"replicas": len(betas) - 1, "snapshots": 1,
+def ladder_runs(system: SystemConfig, types: np.ndarray, temperatures: np.ndarray,
+                sim: SimulationConfig, seed: int, runs: int, sweeps: int, threads: int,
+                progress: bool, desc: str = "thermo") -> list[ChainResult]:
+    """`runs` independent REMC runs of the sample `types` (N,) on the ladder `temperatures`
+    (R,) (hottest first, units J), in `threads` threads: run r is chain r of master seed
+    `seed`, burn_in and swap_every from `sim`, then `sweeps` measurement sweeps."""
+    # One stored snapshot per run (not used).
+    sim_run = sim.model_copy(update={"replicas": len(temperatures), "snapshots": 1,
                                      "thinning": sweeps, "seed": seed})
     with (ThreadPoolExecutor(max_workers=threads) as pool,
-          tqdm(total=runs, unit="run", desc="thermo", disable=not progress) as bar):
-        futures = [pool.submit(simulate_chain, system, sim_run, r, types, 1.0 / betas[1:])
+          tqdm(total=runs, unit="run", desc=desc, disable=not progress) as bar):
+        futures = [pool.submit(simulate_chain, system, sim_run, r, types, temperatures)
                    for r in range(runs)]
         for _ in as_completed(futures):
             bar.update(1)
@@ -147,7 +157,9 @@ def thermodynamic_integration(
     _check_ti_settings(n_points, beta0, runs, sweeps, sim)
     betas = beta_grid(beta0, n_points)
     start = time.perf_counter()
-    results = _ladder_runs(system, types, betas, sim, seed, runs, sweeps, threads, progress)
+    # the ladder is the grid without beta = 0
+    results = ladder_runs(system, types, 1.0 / betas[1:], sim, seed, runs, sweeps, threads,
+                          progress)
     wall = time.perf_counter() - start
 
     zero = np.zeros((runs, 1))  # <E>_0 = 0 and Var_0 E = sum J^2 / 3, exact (isotropic spins)

@@ -4,7 +4,8 @@ For a nearest-neighbour chain with open ends the bonds decouple: with K_b = beta
     Z = 4 pi prod_b [4 pi sinh(K_b) / K_b],   <S_i . S_{i+1}> = L(K_b) = coth K_b - 1/K_b,
     <E> = - sum_b J_b L(K_b),                  C = sum_b [1 - K_b^2 / sinh^2 K_b].
 A chain with only range-r bonds splits into r independent nearest-neighbour chains, which makes
-these formulas exact oracles for any single range too.
+these formulas exact oracles for any single range too. A ring (a periodic nearest-neighbour
+chain) has the closed form of `ring_log_z`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import spherical_in
 
 LOG_4PI = math.log(4 * math.pi)  # ln Z of a free unit spin: the log of the area of S^2
 
@@ -55,6 +57,16 @@ def nn_chain_log_z(bond_j, beta: float) -> float:
     """ln Z of an open nearest-neighbour chain with couplings `bond_j` (n_bonds,) at `beta`."""
     k = beta * np.asarray(bond_j, dtype=float)
     return float((len(k) + 1) * LOG_4PI + np.sum(log_sinhc(k)))
+
+
+def ring_log_z(bond_j: np.ndarray, beta: float) -> float:
+    """Exact ln Z of a ring of unit spins with couplings `bond_j` (N,) around the loop at `beta`:
+    (4 pi)^N sum_l (2l + 1) prod_b i_l(beta J_b), from exp(K cos t) = sum_l (2l + 1) i_l(K)
+    P_l(cos t) and the addition theorem around the loop (i_l the modified spherical Bessel
+    functions, l < 80; the product overflows once sum_b |beta J_b| nears 700)."""
+    ell = np.arange(80)
+    terms = np.prod(spherical_in(ell[:, None], beta * bond_j[None, :]), axis=1)
+    return len(bond_j) * LOG_4PI + float(np.log(np.sum((2 * ell + 1) * terms)))
 
 
 def nn_chain_mean_energy(bond_j, beta: float) -> float:

@@ -74,7 +74,7 @@ def graph_energy(spins, pair_i, pair_j, pair_couplings):
 def remc_graph(
     spins, offsets, neighbours, neighbour_couplings, pair_i, pair_j, pair_couplings, order,
     betas, burn_in, n_snapshots, thinning, swap_every, s,
-    snapshots, swap_accepted, swap_attempted, ladder_energy, ladder_energy_sq,
+    snapshots, swap_accepted, swap_attempted, ladder_energy, ladder_energy_sq, ladder_trace,
 ):  # fmt: skip
     """Replica-exchange Monte Carlo of one sample on a graph; the schedule, outputs and return
     value are those of `kernels.remc_chain`, with spins (R, N, 3) and snapshots
@@ -95,8 +95,9 @@ def remc_graph(
                                              swap_accepted, swap_attempted, s)
             trips += new_trips
             if t > burn_in:
+                record_energies(energies, ladder_energy, ladder_energy_sq,
+                                ladder_trace[n_samples])
                 n_samples += 1
-                record_energies(energies, ladder_energy, ladder_energy_sq)
         if t > burn_in and (t - burn_in) % thinning == 0:
             snapshots[(t - burn_in) // thinning - 1] = spins[perm[n_rep - 1]]
     return n_samples, trips

@@ -252,17 +252,26 @@ def exchange_step(betas, energies, perm, last_end, phase, swap_accepted, swap_at
 
 
 @njit(inline="always")
-def record_energies(energies, ladder_energy, ladder_energy_sq):
-    """Add E and E^2 at each temperature (R,) to the running sums, in place."""
+def record_energies(energies, ladder_energy, ladder_energy_sq, trace_row):
+    """Add E and E^2 at each temperature (R,) to the running sums and copy E into this
+    measurement's row (R,) of the energy trace, in place."""
     for k in range(energies.shape[0]):
         ladder_energy[k] += energies[k]
         ladder_energy_sq[k] += energies[k] * energies[k]
+        trace_row[k] = energies[k]
+
+
+def measurement_count(burn_in: int, n_snapshots: int, thinning: int, swap_every: int) -> int:
+    """Number of swap steps after burn-in in a REMC run (`remc_chain`, `remc_graph`): the
+    rows of its energy trace, one per sweep t in (burn_in, burn_in + n_snapshots thinning]
+    with t a multiple of swap_every."""
+    return (burn_in + n_snapshots * thinning) // swap_every - burn_in // swap_every
 
 
 @njit(nogil=True, cache=True)
 def remc_chain(
     spins, bonds, order, betas, burn_in, n_snapshots, thinning, swap_every, s,
-    snapshots, swap_accepted, swap_attempted, ladder_energy, ladder_energy_sq,
+    snapshots, swap_accepted, swap_attempted, ladder_energy, ladder_energy_sq, ladder_trace,
 ):  # fmt: skip
     """Replica-exchange Monte Carlo of one chain (SPEC §3); all outputs preallocated.
 
@@ -279,6 +288,9 @@ def remc_chain(
         swap_accepted, swap_attempted: (R-1,) counts per neighbouring pair.
         ladder_energy, ladder_energy_sq: (R,) sums of E and E^2 at each temperature over the
             swap steps after burn-in (divide by the returned count).
+        ladder_trace: (n_measurements, R) E at each temperature after each of those swap steps,
+            in order; it must have exactly `measurement_count` rows (Numba does not check the
+            bounds).
     Returns:
         (n_energy_samples, round_trips): round trips counts walkers that travelled from the
         hottest to the coldest temperature (each after having visited the hottest).
@@ -303,8 +315,9 @@ def remc_chain(
                                              swap_accepted, swap_attempted, s)
             trips += new_trips
             if t > burn_in:
+                record_energies(energies, ladder_energy, ladder_energy_sq,
+                                ladder_trace[n_samples])
                 n_samples += 1
-                record_energies(energies, ladder_energy, ladder_energy_sq)
         if t > burn_in and (t - burn_in) % thinning == 0:
             snap = (t - burn_in) // thinning - 1
             cold = spins[perm[n_rep - 1]]

@@ -52,7 +52,9 @@ def padded_bonds(types: np.ndarray, table: np.ndarray) -> np.ndarray:
 @dataclass
 class ChainResult:
     """REMC output of one chain. Shapes: types (L,), spins (n_snap, L, 3) float64,
-    swap_acceptance (R-1,), ladder_energy_mean/var (R,)."""
+    swap_acceptance (R-1,), ladder_energy_mean/var (R,), ladder_energies (n_measurements, R)
+    the energy at each temperature after every swap step past burn-in (`kernels.remc_chain`;
+    kept in memory for estimators such as MBAR, not written to data sets)."""
 
     types: np.ndarray
     spins: np.ndarray
@@ -60,6 +62,7 @@ class ChainResult:
     ladder_energy_mean: np.ndarray
     ladder_energy_var: np.ndarray
     round_trips: int
+    ladder_energies: np.ndarray
 
 
 def simulate_chain(
@@ -90,8 +93,10 @@ def simulate_chain(
     accepted = np.zeros(max(len(betas) - 1, 0), dtype=np.int64)
     attempted = np.zeros_like(accepted)
     e_sum, e_sq = np.zeros(len(betas)), np.zeros(len(betas))
+    trace = np.empty((kernels.measurement_count(sim.burn_in, sim.snapshots, sim.thinning,
+                                                sim.swap_every), len(betas)))
     schedule = (betas, sim.burn_in, sim.snapshots, sim.thinning, sim.swap_every, state,
-                snaps, accepted, attempted, e_sum, e_sq)
+                snaps, accepted, attempted, e_sum, e_sq, trace)
     n_samples, trips = run(sites, types, table, schedule)
     n = max(n_samples, 1)
     mean = e_sum / n
@@ -102,6 +107,7 @@ def simulate_chain(
         ladder_energy_mean=mean,
         ladder_energy_var=np.maximum(e_sq / n - mean**2, 0.0),
         round_trips=int(trips),
+        ladder_energies=trace,
     )
 
 
