@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from scipy.special import spherical_in
 
 from conftest import SYSTEM3, run
 from spinscore.analysis import baselines
@@ -28,7 +27,7 @@ from spinscore.analysis.thermo import (
 )
 from spinscore.config import SystemConfig
 from spinscore.io import Dataset, read_dataset
-from spinscore.physics.exact import LOG_4PI
+from spinscore.physics.exact import LOG_4PI, ring_log_z
 from spinscore.physics.hamiltonian import (
     bond_classes,
     pair_couplings,
@@ -169,14 +168,6 @@ def test_high_temperature_variance_sums_j_squared_over_the_lattice_pairs():
     assert high_temperature_variance(config, types) == pytest.approx(total, rel=1e-12)
 
 
-def ring_log_z(bond_j: np.ndarray, beta: float) -> float:
-    """Exact ln Z of a ring of unit spins: (4 pi)^N sum_l (2l + 1) prod_b i_l(beta J_b), from
-    exp(K cos t) = sum_l (2l + 1) i_l(K) P_l(cos t) and the addition theorem around the loop."""
-    ell = np.arange(80)
-    terms = np.prod(spherical_in(ell[:, None], beta * bond_j[None, :]), axis=1)
-    return len(bond_j) * LOG_4PI + float(np.log(np.sum((2 * ell + 1) * terms)))
-
-
 def test_thermodynamic_integration_on_a_ring_is_exact():
     """TI on a periodic chain lattice (a ring of 4): the exact ln Z including the loop (0.79 at
     beta = 5, which the open-chain formula misses), Var E at beta = 0 over the 4 bonds, and
@@ -240,6 +231,34 @@ def test_network_readouts_of_an_exact_field_on_the_lattice(lattice_data):
     np.testing.assert_allclose(ev, 1.0, atol=1e-6)
     ev_j1 = explained_variance(model, ds, ("A", "B"), 1, 1e-3, progress=False)
     assert np.median(ev_j1) < 0.9
+
+
+class SmoothedOracle(PairOracle):
+    """beta J plus a term linear in t on every pair beyond the couplings' range (as the heat
+    kernel induces): W(t) = beta J + t * 5 on pairs of pair feature > n_shells."""
+
+    def couplings(self, spins, types, t):
+        n = spins.shape[1]
+        far = torch.as_tensor(self.system.pair_features(n) > self.system.n_shells)
+        return super().couplings(spins, types, t) + 5.0 * t[:, None, None] * far
+
+
+def test_interaction_profile_extrapolated_to_zero_removes_the_induced_range(lattice_data):
+    """At t = 1e-3 the induced term puts the far shells at 5e-3 (~2.3 decades below the
+    weakest coupling); the linear extrapolation from (1e-3, 2e-3) gives exactly zero there and
+    the couplings unchanged."""
+    ds = read_dataset(lattice_data)
+    model = SmoothedOracle(ds.config.system)
+    profile = interaction_profile(model, ds, 1e-3, t_zero=(1e-3, 2e-3), max_snapshots=100)
+    far = np.asarray(profile["mean_abs_w"][2:])
+    np.testing.assert_allclose(far, 5e-3, rtol=1e-3)
+    zero = profile["extrapolated"]
+    assert zero["times"] == [1e-3, 2e-3]
+    np.testing.assert_allclose(zero["mean_abs_w"][:2], profile["mean_abs_w"][:2], rtol=1e-4)
+    assert max(zero["mean_abs_w"][2:]) < 1e-5
+    weakest = min(profile["mean_abs_w"][:2])
+    assert profile["decades_beyond_range"] == pytest.approx(np.log10(weakest / 5e-3), rel=1e-3)
+    assert zero["decades_beyond_range"] is None or zero["decades_beyond_range"] > 4  # None: 0
 
 
 def test_generation_energies_and_no_chirality_on_the_lattice(lattice_data):

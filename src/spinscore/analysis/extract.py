@@ -201,37 +201,70 @@ def readout_by_time(eqs: list[NormalEquations], times: list[float], ds: Dataset)
 
 
 @torch.no_grad()
-def interaction_profile(model, ds: Dataset, t_eval: float, max_distance: int = 15,
+def interaction_profile(model, ds: Dataset, t_eval: float,
+                        t_zero: tuple[float, float] | None = None, max_distance: int = 15,
                         max_snapshots: int = 2000, batch_size: int = 128) -> dict:
     """Mean |W_ij| and its quartiles against the pair feature d_ij = 1..max_distance the
     network sees (`SpinSystem.pair_features`: |i - j| on a chain, the paper's Fig. 2; the
     distance shell on a lattice; the shell, then n_shells + hops, on a graph), over (up to
-    `max_snapshots` of) the test snapshots. `true_range`: the largest d with a coupling."""
+    `max_snapshots` of) the test snapshots. `true_range`: the largest d with a coupling.
+
+    At t > 0 the heat kernel itself couples sites two bonds apart: the score of the smoothed
+    density gains t/2 grad |grad log p|^2, pairs j, k with a common neighbour i at
+    ~ t beta^2 J_ij J_ik, a share ~ t beta of the couplings (1 % at t = 1e-3, beta = 10). With
+    `t_zero = (t1, t2)` the profile is also given of W extrapolated linearly to t = 0 from
+    those two times, W0 = (t2 W(t1) - t1 W(t2)) / (t2 - t1), which removes that O(t) part
+    ("extrapolated"). `decades_beyond_range`: log10 of the weakest mean |W| within the true
+    range over the strongest beyond it.
+    """
     sites = dataset_system(ds.config.system)
-    values: list[list[np.ndarray]] = [[] for _ in range(max_distance)]
+    keys = ["t_eval"] + (["t_zero"] if t_zero is not None else [])
+    values: dict[str, list[list[np.ndarray]]] = {k: [[] for _ in range(max_distance)]
+                                                 for k in keys}
     seen = 0
     for b in snapshot_batches(ds, batch_size):
         if seen >= max_snapshots:
             break
         n = b.spins.shape[1]
-        w = network_field(model, b.spins, b.types, t_eval)[0].abs().numpy()
+        w = {"t_eval": network_field(model, b.spins, b.types, t_eval)[0].numpy()}
+        if t_zero is not None:
+            t1, t2 = t_zero
+            w1, w2 = (network_field(model, b.spins, b.types, t)[0].numpy() for t in t_zero)
+            w["t_zero"] = (t2 * w1 - t1 * w2) / (t2 - t1)
         feature = np.triu(sites.pair_features(n), k=1)  # each pair i < j once
         for d in range(1, max_distance + 1):
             i, j = np.nonzero(feature == d)  # row-major: on a chain, i ascending, j = i + d
-            values[d - 1].append(w[:, i, j][b.mask[:, i] & b.mask[:, j]])
+            keep = b.mask[:, i] & b.mask[:, j]
+            for k in keys:
+                values[k][d - 1].append(np.abs(w[k][:, i, j])[keep])
         seen += len(b.seq)
-    dist, mean, q25, q75 = [], [], [], []
+    result = {**_profile_summary(values["t_eval"], sites.n_shells), "t_eval": t_eval,
+              "snapshots": seen, "true_range": sites.n_shells,
+              "distance_name": "|i - j|" if ds.config.system.geometry == "chain"
+              else "pair feature (shell)"}
+    if t_zero is not None:
+        result["extrapolated"] = {**_profile_summary(values["t_zero"], sites.n_shells),
+                                  "times": list(t_zero)}
+    return result
+
+
+def _profile_summary(values: list[list[np.ndarray]], true_range: int) -> dict:
+    """distance, mean_abs_w, q25, q75 over the distances with any pair, and
+    decades_beyond_range (None without a distance on both sides of the true range, or with
+    exactly zero beyond it)."""
+    out: dict = {"distance": [], "mean_abs_w": [], "q25": [], "q75": []}
     for d, vs in enumerate(values, start=1):
         if vs and sum(len(v) for v in vs):
             v = np.concatenate(vs)
-            dist.append(d)
-            mean.append(float(v.mean()))
-            q25.append(float(np.percentile(v, 25)))
-            q75.append(float(np.percentile(v, 75)))
-    return {"distance": dist, "mean_abs_w": mean, "q25": q25, "q75": q75, "t_eval": t_eval,
-            "snapshots": seen, "true_range": sites.n_shells,
-            "distance_name": "|i - j|" if ds.config.system.geometry == "chain"
-            else "pair feature (shell)"}
+            out["distance"].append(d)
+            out["mean_abs_w"].append(float(v.mean()))
+            out["q25"].append(float(np.percentile(v, 25)))
+            out["q75"].append(float(np.percentile(v, 75)))
+    d, mean = np.asarray(out["distance"]), np.asarray(out["mean_abs_w"])
+    inside, beyond = mean[d <= true_range], mean[d > true_range]
+    out["decades_beyond_range"] = (float(np.log10(inside.min() / beyond.max()))
+                                   if inside.size and beyond.size and beyond.max() > 0 else None)
+    return out
 
 
 def default_readout_times(t_low: float) -> list[float]:

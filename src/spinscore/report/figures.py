@@ -98,19 +98,27 @@ def loss_curve_figure(samples: np.ndarray, loss: np.ndarray, loss_t: np.ndarray)
 def profile_figure(profile: dict) -> Figure:
     """Interaction profile (the paper's Fig. 2): mean |W_ij| with interquartile range against
     the pair distance (`distance_name`: |i - j| on a chain, the shell of a lattice or graph),
-    linear and log scale, the shells with a coupling (`true_range`, default 2) shaded."""
-    d = np.asarray(profile["distance"])
-    mean, lo, hi = (np.asarray(profile[k]) for k in ("mean_abs_w", "q25", "q75"))
+    linear and log scale, the shells with a coupling (`true_range`, default 2) shaded; W
+    extrapolated to t = 0 beside W at t_eval where the profile has it (`extrapolated`)."""
     name, reach = profile.get("distance_name", "|i - j|"), profile.get("true_range", 2)
+    curves = [(f"t = {profile['t_eval']:g}", profile)]
+    if "extrapolated" in profile:
+        t1, t2 = profile["extrapolated"]["times"]
+        curves.append((f"t -> 0 (from t = {t1:g}, {t2:g})", profile["extrapolated"]))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, scale in zip(axes, ("linear", "log"), strict=True):
-        ax.fill_between(d, np.maximum(lo, 1e-12), hi, alpha=0.3, label="interquartile range")
-        ax.plot(d, mean, "o-", label=r"mean $|W_{ij}|$")
+        for k, (label, p) in enumerate(curves):
+            d = np.asarray(p["distance"])
+            mean, lo, hi = (np.asarray(p[key]) for key in ("mean_abs_w", "q25", "q75"))
+            decades = p.get("decades_beyond_range")
+            fall = f", falls {decades:.2f} decades" if decades is not None else ""
+            ax.fill_between(d, np.maximum(lo, 1e-12), hi, alpha=0.2, color=f"C{k}")
+            ax.plot(d, mean, "o-", color=f"C{k}", label=rf"mean $|W_{{ij}}|$, {label}{fall}")
         ax.axvspan(0.5, reach + 0.5, color="tab:green", alpha=0.08,
                    label=f"true range ({name} <= {reach})")
-        ax.set(xlabel=name, ylabel=r"$|W_{ij}|$", yscale=scale, xticks=d,
-               title=f"interaction profile ({scale} scale), t = {profile['t_eval']:g}")
-        ax.legend(fontsize=8)
+        ax.set(xlabel=name, ylabel=r"$|W_{ij}|$ (band: interquartile range)", yscale=scale,
+               xticks=curves[0][1]["distance"], title=f"interaction profile ({scale} scale)")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

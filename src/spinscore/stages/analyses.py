@@ -103,7 +103,8 @@ def _network_extraction(model, meta, ds, t_eval, n_boot, batch_size, progress, t
     result["warnings"] = [w for w in warnings if w]
     result["identifiability"] = identifiability(eqs.total("xtx"), system.parameter_vector(),
                                                 ds.n_sequences * ds.n_snapshots)
-    return result, ex.interaction_profile(model, ds, t_eval)
+    t_zero = (extra[0], extra[1]) if len(extra) >= 2 else None
+    return result, ex.interaction_profile(model, ds, t_eval, t_zero)
 
 
 def _per_config(model, ds, t_eval, batch_size, progress, out: Path) -> None:
