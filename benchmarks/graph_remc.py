@@ -70,7 +70,7 @@ def simulate_rate(preset: str, samples: int, repeats: int, threads: list[str], t
     exe = [sys.executable, "-m", "spinscore.cli", "simulate", "--config",
            str(REPO / "configs" / f"{preset}.yaml"), "--quiet", *threads]
     # warm the compiled-kernel cache so that the timing does not include compilation
-    subprocess.run([*exe, "--set", "simulation.sequences=2", "--out", f"{tmp}/warm.h5"],
+    subprocess.run([*exe, "--set", "simulation.sequences=2", "--out", f"{tmp}/{preset}-warm.h5"],
                    check=True)
     rates = []
     for k in range(repeats):
