@@ -108,7 +108,7 @@ def trajectory(model: nn.Module, x0: Tensor, types: Tensor, u_grid, *, rtol: flo
         velocity, explicit = explicit_divergence(model, x / r, types, t)
         return r * velocity, explicit
 
-    grid = torch.as_tensor(np.asarray(u_grid, dtype=float), dtype=torch.float64)
+    grid = torch.as_tensor(np.asarray(u_grid, dtype=float), dtype=torch.float64, device=x0.device)
     state, tols = (x0,), {"rtol": rtol, "atol": atol}
     if explicit_atol is not None:
         state = (x0, x0.new_zeros(x0.shape[0]))

@@ -74,6 +74,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -313,9 +314,9 @@ def _augmented(rate, x0: Tensor, types: Tensor, noise: Tensor | None, u_min: flo
         div, v = rate(x / r, types, math.exp(float(u)), noise)
         return r * v, div
 
-    grid = torch.tensor([u_min, u_max], dtype=torch.float64)
+    grid = torch.tensor([u_min, u_max], dtype=torch.float64, device=x0.device)
     with torch.no_grad():
-        _, delta = odeint(rhs, (x0, torch.zeros(x0.shape[0], dtype=x0.dtype)), grid,
+        _, delta = odeint(rhs, (x0, torch.zeros(x0.shape[0], dtype=x0.dtype, device=x0.device)), grid,
                           method=solver, rtol=(rtol, 0.0), atol=(atol, log_p_atol))
     bar.close()
     return delta[-1], nfe
@@ -354,7 +355,7 @@ def _quadrature(model: nn.Module, rate, x0: Tensor, types: Tensor, noise: Tensor
                 solves["explicit"] = explicit
             flat_x = xs[1:k + 1].reshape(k * b, n, 3)
             flat_types = types.repeat(k, 1)
-            flat_t = torch.tensor(new, dtype=torch.float64).exp().repeat_interleave(b)
+            flat_t = torch.tensor(new, dtype=torch.float64, device=x0.device).exp().repeat_interleave(b)
             flat_noise = None if noise is None else noise.repeat(1, k, 1, 1)
             implicit = []
             for s in range(0, k * b, group):
@@ -367,7 +368,7 @@ def _quadrature(model: nn.Module, rate, x0: Tensor, types: Tensor, noise: Tensor
             for key, r in zip(new, torch.cat(implicit).reshape(k, b), strict=True):
                 cache[key] = r
             bar.update(k)
-        return torch.stack([cache[key] for key in keys]).numpy()
+        return torch.stack([cache[key] for key in keys]).cpu().numpy()
 
     res = cubature(integrand, [u_min], [u_max], rule=rule, atol=log_p_atol, rtol=0.0,
                    max_subdivisions=MAX_SUBDIVISIONS)
@@ -376,8 +377,9 @@ def _quadrature(model: nn.Module, rate, x0: Tensor, types: Tensor, noise: Tensor
         warnings.warn(f"log p: divergence quadrature not converged after {MAX_SUBDIVISIONS} "
                       f"subdivisions (error estimate up to {float(np.max(res.error)):.3g} nats, "
                       f"tolerance {log_p_atol:.3g})", RuntimeWarning, stacklevel=3)
-    delta = solves["explicit"] + torch.as_tensor(res.estimate, dtype=torch.float64)
-    return delta, torch.as_tensor(res.error, dtype=torch.float64), solves["nfe"], len(cache)
+    as_tensor = partial(torch.as_tensor, dtype=torch.float64, device=x0.device)
+    delta = solves["explicit"] + as_tensor(res.estimate)
+    return delta, as_tensor(res.error), solves["nfe"], len(cache)
 
 
 def log_likelihood(model: nn.Module, spins: Tensor, types: Tensor, **options) -> Tensor:
