@@ -104,3 +104,16 @@ def test_missing_pair_and_missing_file(tmp_path):
         make_config(system)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_lattice_sequence_needs_one_type_per_site():
+    from spinscore.errors import SpinscoreError
+
+    system = make_config({"types": ["A", "B"], "temperature": 0.5,
+                          "lattice": {"kind": "square", "size": [3, 3], "boundary": "open"},
+                          "couplings": {1: {"AA": -1.0, "AB": -0.5, "BB": 0.3}}}).system
+    np.testing.assert_array_equal(system.sequence_from_text("ABBAABBAA"),
+                                  [0, 1, 1, 0, 0, 1, 1, 0, 0])
+    for text, n in (("ABBA", 4), ("ABBAABBAAB", 10)):
+        with pytest.raises(SpinscoreError, match=f"{n} site types given; the lattice has 9"):
+            system.sequence_from_text(text)

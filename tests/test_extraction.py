@@ -131,3 +131,18 @@ def test_extract_refuses_a_checkpoint_of_another_system(small_dataset, tmp_path,
                                     str(tmp_path / "x"), "--checkpoint", str(tmp_path / "other.pt")])
     assert res.exit_code == 2 and expected in res.output, res.output
     assert not (tmp_path / "x" / "extraction.json").exists()
+
+
+def test_coupling_ratios_are_to_j1_aa_or_the_first_nonzero_true_coupling():
+    from spinscore.analysis.inversion import coupling_metrics
+
+    truth = np.array([-1.0, -0.5, 0.3])
+    m = coupling_metrics(2 * truth + np.array([0.0, 0.02, 0.0]), truth)
+    assert m["ratio_reference"] == 0
+    np.testing.assert_allclose(m["ratio_truth"], [1.0, 0.5, -0.3])
+    assert m["worst_ratio_error"] == pytest.approx(0.01)
+    zero_first = np.array([0.0, -0.5, 0.3])  # J1_AA = 0: ratios to J1_AB
+    m = coupling_metrics(np.array([0.01, -1.0, 0.6]), zero_first)
+    assert m["ratio_reference"] == 1 and np.all(np.isfinite(m["ratio_estimate"]))
+    np.testing.assert_allclose(m["ratio_truth"], [0.0, 1.0, -0.6])
+    assert m["worst_ratio_error"] == pytest.approx(0.01)

@@ -283,7 +283,9 @@ def test_inspect_and_mixing_on_the_lattice(lattice_data, tmp_path):
                         "--mixing", "--mixing-sequences", "4", "--threads", "1"])
     assert code == 0, output
     assert (tmp_path / "p" / "dataset.png").stat().st_size > 0
+    assert "samples x" in output and "sequences" not in output.split("geometry")[0]
     summary = json.loads((tmp_path / "p" / "dataset_summary.json").read_text())
+    assert summary["geometry"].startswith("square lattice") and "lattice" in output
     assert set(summary["bond_correlation_mean"]) == {"J1_AA", "J1_BB", "J1_AB", "J2_AA",
                                                      "J2_BB", "J2_AB"}
     assert json.loads((tmp_path / "p" / "mixing.json").read_text())["baseline"]["sequences"] == 4

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from score_oracles import AttenuatedCouplings
+from spinscore.analysis.inversion import coupling_metrics
 from spinscore.io import read_dataset
 from spinscore.report.build import build_report
 from spinscore.stages.analyses import _network_extraction
@@ -59,3 +60,30 @@ def test_a_missed_target_is_reported_as_missed(oracle_run):
     assert t["direct-W metrics better than the revised release"]["value"] == "5 of 6"
     assert t["direct-W metrics better than the revised release"]["met"] is False
     assert t["cosine (t -> 0)"]["met"] is True
+
+
+def test_a_lattice_run_is_judged_by_the_lattice_targets(oracle_run):
+    """A lattice data set: the lattice issue's bounds, the classical estimators within 1 % of
+    every coupling, the profile's two decades and the 20-minute budget."""
+    run_dir, result = oracle_run
+    (run_dir / "inspect").mkdir()
+    (run_dir / "inspect" / "dataset_summary.json").write_text(json.dumps(
+        {"geometry": "square lattice 8x8, periodic"}))
+    (run_dir / "extract" / "network" / "interaction_profile.json").write_text(json.dumps(
+        {"extrapolated": {"decades_beyond_range": 1.85}}))
+    truth = [-1.0, -0.6, -0.8, -0.45, -0.3, -0.35]
+    for method, worst in (("pseudolikelihood", 0.008), ("score-matching", 0.012)):
+        (run_dir / "extract" / method).mkdir()
+        estimate = [t * (1 + worst * (k == 4)) for k, t in enumerate(truth)]
+        (run_dir / "extract" / method / "extraction.json").write_text(json.dumps(
+            {**result, "estimate": estimate, "truth": truth,
+             "r2": None, **coupling_metrics(np.array(estimate), np.array(truth))}))
+    build_report(run_dir, {"train": {"seconds": 700.0}, "partition": {"seconds": 600.0}})
+    t = json.loads((run_dir / "metrics.json").read_text())["targets"]
+    assert t["cosine (t -> 0)"]["target"] == ">= 0.999" and t["cosine (t -> 0)"]["met"]
+    assert "scale / beta (t -> 0)" not in t and "partition relative gap" not in t
+    assert t["pseudolikelihood: worst coupling error"]["value"] == pytest.approx(0.008)
+    assert t["pseudolikelihood: worst coupling error"]["met"] is True
+    assert t["score-matching: worst coupling error"]["met"] is False
+    assert t["profile decades beyond range (t -> 0)"]["met"] is False
+    assert t["run time (s)"]["value"] == 1300.0 and t["run time (s)"]["met"] is False

@@ -151,11 +151,17 @@ class NormalEquations:
 
 
 def coupling_metrics(estimate: np.ndarray, truth: np.ndarray) -> dict:
-    """Scale-free comparison of estimated and true couplings (SPEC §6)."""
+    """Scale-free comparison of estimated and true couplings (SPEC §6): estimate, truth (P,).
+
+    Ratios are to the first coupling (J1_AA, SPEC §6), or, where the truth has it zero, to the
+    first nonzero true coupling (`ratio_reference`, its index)."""
     cos = float(estimate @ truth / (np.linalg.norm(estimate) * np.linalg.norm(truth)))
-    ratio_est, ratio_true = estimate / estimate[0], truth / truth[0]
+    nonzero = np.flatnonzero(truth)
+    ref = int(nonzero[0]) if nonzero.size else 0
+    ratio_est, ratio_true = estimate / estimate[ref], truth / truth[ref]
     return {
         "cosine": cos,
+        "ratio_reference": ref,
         "ratio_estimate": ratio_est.tolist(),
         "ratio_truth": ratio_true.tolist(),
         "worst_ratio_error": float(np.max(np.abs(ratio_est - ratio_true))),

@@ -183,8 +183,8 @@ class SystemConfig(_Frozen):
     def sequence_from_text(self, text: str) -> np.ndarray:
         """Site types (L,) int64 of a sequence written with the type names: one character per
         site ("ABBA") when every name is one character, else names separated by commas or
-        spaces ("Ala,Gly,Gly"). Raises SpinscoreError naming an unknown type, or a chain too
-        short for the interaction range."""
+        spaces ("Ala,Gly,Gly"). Raises SpinscoreError naming an unknown type, a chain too
+        short for the interaction range, or a lattice or graph not given one type per site."""
         from spinscore.errors import SpinscoreError
 
         names = [c for c in text if not c.isspace()] if self.single_char_names \
@@ -194,6 +194,9 @@ class SystemConfig(_Frozen):
             if name not in self.types:
                 raise SpinscoreError(f"sequence: unknown site type {name!r} at position {pos} "
                                      f"(types are {list(self.types)})")
+        if self.geometry != "chain" and len(names) != self.n_sites_range[0]:
+            raise SpinscoreError(f"sequence: {len(names)} site types given; the {self.geometry} "
+                                 f"has {self.n_sites_range[0]} sites (one type per site)")
         if len(names) < self.max_range + 1:
             raise SpinscoreError(f"sequence: {len(names)} sites are too short for interaction "
                                  f"range {self.max_range} (need at least {self.max_range + 1})")

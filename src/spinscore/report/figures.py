@@ -16,6 +16,9 @@ def dataset_figure(
     force_magnitudes: np.ndarray,
     conformations: list[np.ndarray] | None,
     title: str = "",
+    snapshot: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    energy_per_spin: np.ndarray | None = None,
+    type_names: list[str] | None = None,
 ) -> Figure:
     """The data-set figure (the paper's Fig. S1), four panels.
 
@@ -24,15 +27,27 @@ def dataset_figure(
         bond_dots: S_i.S_j values per coupling class name (only shell-1 classes are drawn).
         force_magnitudes: |F_i| values (units of J).
         conformations: a few (L, 3) spin chains, drawn as the cumulative sum of their spins;
-            None for a lattice or graph (no path through the sites: the panel says so).
+            None for a lattice or graph (no path through the sites).
+        snapshot: for a lattice, (positions (N, 2), spins (N, 3), types (N,)) of one sample,
+            drawn in panel (d) as in-plane arrows coloured by S_z (a graph has no positions:
+            the panel says so).
+        energy_per_spin: (n_seq, n_snap) energies per spin (units of J), panel (a) where every
+            sample has the same number of sites (a lattice or graph).
+        type_names: the site type names (legend of panel (d)).
     """
     chain = conformations is not None
     fig = plt.figure(figsize=(13, 9.5))
     ax = fig.add_subplot(2, 2, 1)
-    lo, hi = int(lengths.min()), int(lengths.max())
-    ax.hist(lengths, bins=np.arange(lo, hi + 2) - 0.5, color="tab:blue", alpha=0.8)
-    ax.set(xlabel="chain length L" if chain else "sites N", ylabel="sequences",
-           title="(a) length distribution" if chain else "(a) sites per sample")
+    if chain or energy_per_spin is None:
+        lo, hi = int(lengths.min()), int(lengths.max())
+        ax.hist(lengths, bins=np.arange(lo, hi + 2) - 0.5, color="tab:blue", alpha=0.8)
+        ax.set(xlabel="chain length L" if chain else "sites N", ylabel="samples",
+               title="(a) length distribution" if chain else "(a) sites per sample")
+    else:
+        e = np.ravel(energy_per_spin)
+        ax.hist(e, bins=80, color="tab:blue", alpha=0.8, density=True)
+        ax.set(xlabel=f"E / N (units of J; N = {int(lengths[0])} sites)", ylabel="density",
+               title="(a) energy per spin")
 
     ax = fig.add_subplot(2, 2, 2)
     for name, values in bond_dots.items():
@@ -52,17 +67,32 @@ def dataset_figure(
            title="(c) tangent force magnitude")
     ax.legend()
 
-    ax = fig.add_subplot(2, 2, 4, projection="3d")
-    for k, spins in enumerate(conformations or []):
-        path = np.vstack([np.zeros(3), np.cumsum(spins, axis=0)])
-        ax.plot(*path.T, marker="o", ms=2, lw=1.2, label=f"L = {len(spins)}", color=f"C{k}")
-    ax.set(xlabel="x", ylabel="y", zlabel="z", title=r"(d) conformations $\sum_{j\leq i} S_j$")
     if chain:
+        ax = fig.add_subplot(2, 2, 4, projection="3d")
+        for k, spins in enumerate(conformations):
+            path = np.vstack([np.zeros(3), np.cumsum(spins, axis=0)])
+            ax.plot(*path.T, marker="o", ms=2, lw=1.2, label=f"L = {len(spins)}", color=f"C{k}")
+        ax.set(xlabel="x", ylabel="y", zlabel="z", title=r"(d) conformations $\sum_{j\leq i} S_j$")
         ax.legend(fontsize=8)
+    elif snapshot is not None:
+        ax = fig.add_subplot(2, 2, 4)
+        pos, spins, types = snapshot
+        for k in np.unique(types):
+            on = types == k
+            ax.scatter(*pos[on].T, s=14, marker="os^Dv"[int(k) % 5], facecolor="none",
+                       edgecolor="0.5", lw=0.6,
+                       label=type_names[int(k)] if type_names else f"type {int(k)}")
+        q = ax.quiver(*pos.T, spins[:, 0], spins[:, 1], spins[:, 2], cmap="coolwarm",
+                      clim=(-1, 1), pivot="middle", scale=1.4, scale_units="xy", width=0.004)
+        fig.colorbar(q, ax=ax, label=r"$S_z$", shrink=0.8)
+        ax.set_aspect("equal")
+        ax.legend(fontsize=8, loc="upper right", framealpha=0.8)
+        ax.set(xlabel="x", ylabel="y", title=r"(d) one snapshot: $(S_x, S_y)$ arrows")
     else:
+        ax = fig.add_subplot(2, 2, 4)
         ax.set_axis_off()
-        ax.text2D(0.5, 0.5, "(d) conformations: chains only\n(no path through the sites of a "
-                  "lattice or graph)", transform=ax.transAxes, ha="center", va="center")
+        ax.text(0.5, 0.5, "(d) a graph has no site positions to draw", transform=ax.transAxes,
+                ha="center", va="center")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -47,6 +47,7 @@ def dataset_summary(ds: Dataset) -> dict[str, Any]:
         "spins_total": int(ds.length.sum() * ds.n_snapshots),
         "length_min_mean_max": [int(ds.length.min()), float(ds.length.mean()),
                                 int(ds.length.max())],
+        "geometry": _geometry_text(system),
         "types": list(system.types),
         "couplings": dict(zip(system.parameter_names(), system.parameter_vector().tolist(),
                               strict=True)),
@@ -66,14 +67,28 @@ def dataset_summary(ds: Dataset) -> dict[str, Any]:
     }
 
 
+def _geometry_text(system) -> str:
+    """"chain", "square lattice 8x8, periodic" or "graph of N sites, P pairs (FILE)"."""
+    if system.lattice is not None:
+        lat = system.lattice
+        return f"{lat.kind} lattice {'x'.join(map(str, lat.size))}, {lat.boundary}"
+    if system.graph is not None:
+        g = system.graph
+        return f"graph of {g.sites} sites, {len(g.pairs)} pairs" + (f" ({g.file})" if g.file else "")
+    return "chain"
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """Human-readable text of `dataset_summary`."""
     s = summary
     lo, mean, hi = s["length_min_mean_max"]
+    chain = s.get("geometry", "chain").startswith("chain")
+    sites = f"length {lo}..{hi} (mean {mean:.1f})" if chain else f"{lo} sites per sample"
     lines = [
         f"data set      {s['file']}",
-        f"size          {s['sequences']} sequences x {s['snapshots_per_sequence']} snapshots "
-        f"= {s['spins_total']} spins; length {lo}..{hi} (mean {mean:.1f})",
+        f"size          {s['sequences']} {'sequences' if chain else 'samples'} x "
+        f"{s['snapshots_per_sequence']} snapshots = {s['spins_total']} spins; {sites}",
+        f"geometry      {s.get('geometry', 'chain')}",
         f"system        types {s['types']}, T = {s['temperature']:g} (beta = {s['beta']:g})",
         "couplings     " + ", ".join(f"{k} = {v:+g}" for k, v in s["couplings"].items()),
         f"energy/spin   {s['energy_per_spin_mean']:.5f} +- {s['energy_per_spin_std']:.5f} (std)",

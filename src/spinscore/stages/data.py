@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from spinscore.io import Dataset, atomic_write_bytes
+from spinscore.systems import system_from_config
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -40,10 +41,21 @@ def inspect_dataset(ds: Dataset, out: Path) -> dict:
     summary = dataset_summary(ds)
     rng = np.random.default_rng(0)
     picks = rng.choice(ds.n_sequences, size=min(4, ds.n_sequences), replace=False)
+    geometry = ds.config.system.geometry
     conformations = [ds.spins[i, 0, : ds.length[i]].astype(float) for i in picks] \
-        if ds.config.system.geometry == "chain" else None  # a path only along a chain
+        if geometry == "chain" else None  # a path only along a chain
+    snapshot = None
+    if geometry == "lattice":
+        positions = system_from_config(ds.config.system).positions()
+        layer = positions[:, 2] == positions[:, 2].min() if positions.shape[1] > 2 \
+            else np.ones(len(positions), bool)  # a cubic lattice: its bottom layer
+        i = picks[0]
+        snapshot = (positions[layer, :2], ds.spins[i, 0, : ds.length[i]][layer].astype(float),
+                    ds.types[i, : ds.length[i]][layer])
     fig = dataset_figure(ds.length, bond_dots_by_class(ds), tangent_force_magnitudes(ds),
-                         conformations, title=f"{ds.path.name}: T = {ds.config.system.temperature}")
+                         conformations, title=f"{ds.path.name}: T = {ds.config.system.temperature}",
+                         snapshot=snapshot, energy_per_spin=ds.energy / ds.length[:, None],
+                         type_names=list(ds.config.system.types))
     save_figure(fig, out / "dataset.png")
     write_json(out / "dataset_summary.json", summary)
     return summary
