@@ -143,3 +143,39 @@ def test_cli_writes_json_and_figure(tmp_path):
     assert len(record["betas"]) == len(record["mean_energy"]) == len(record["mean_energy_err"]) == 11
     assert record["exact"]["log_z"] > 5 * LOG_4PI and record["timings"]["sampling_s"] > 0
     assert (out / "thermo.png").stat().st_size > 0
+
+
+def test_cli_mbar_beside_ti_agrees_with_the_exact_chain(tmp_path):
+    """`spinscore thermo --method both`: MBAR's ln Z at every ladder temperature (the exact
+    value beside each), and at beta0 within 4 standard errors of the exact ln Z, as the TI."""
+    cfg = write_config(tmp_path / "cfg.yaml", system=NN_SYSTEM)
+    out = tmp_path / "thermo"
+    code, output = run(["thermo", "--config", str(cfg), "--sequence", "ABBABBA", "--out",
+                        str(out), "--points", "21", "--runs", "4", "--sweeps", "2000",
+                        "--threads", "1", "--quiet", "--beta", "2", "--method", "both"])
+    assert code == 0, output
+    assert "TI    ln Z(beta=2)" in output and "MBAR  ln Z(beta=2)" in output
+    record = json.loads((out / "thermo.json").read_text())
+    mbar, exact = record["mbar"], record["exact"]["log_z"]
+    assert record["methods"] == ["ti", "mbar"]
+    assert mbar["betas"][-1] == pytest.approx(2.0) and len(mbar["log_z"]) >= 2
+    assert mbar["exact_log_z"][-1] == pytest.approx(exact)
+    for log_z, err, true in zip(mbar["log_z"], mbar["log_z_err"], mbar["exact_log_z"],
+                                strict=True):
+        assert abs(log_z - true) < 4 * err + 1e-9
+    assert abs(record["log_z"] - exact) < 4 * record["log_z_err"]
+    d = record["mbar_minus_ti"]
+    assert d["difference"] == pytest.approx(mbar["log_z"][-1] - record["log_z"])
+    assert record["timings"]["mbar_s"] > 0 and (out / "thermo.png").stat().st_size > 0
+
+
+def test_cli_mbar_alone(tmp_path):
+    cfg = write_config(tmp_path / "cfg.yaml", system=NN_SYSTEM)
+    out = tmp_path / "thermo"
+    code, output = run(["thermo", "--config", str(cfg), "--sequence", "ABBAB", "--out", str(out),
+                        "--runs", "2", "--sweeps", "200", "--threads", "1", "--quiet",
+                        "--method", "mbar"])
+    assert code == 0, output
+    assert "TI " not in output and "MBAR  ln Z" in output
+    record = json.loads((out / "thermo.json").read_text())
+    assert record["log_z"] == record["mbar"]["log_z"][-1] and "betas" not in record

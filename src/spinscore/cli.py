@@ -258,9 +258,14 @@ def ood(checkpoint, data_path, ood_sets, out, t_eval, quiet):
               help="Measurement sweeps per run after simulation.burn_in.")
 @click.option("--seed", type=int, default=None, help="Master seed (default: simulation.seed).")
 @click.option("--threads", type=int, default=None, help="Concurrent runs (default: all cores).")
+@click.option("--method", type=click.Choice(["ti", "mbar", "both"]), default="both",
+              show_default=True, help="Thermodynamic integration (Simpson, --points), MBAR over "
+              "the simulation ladder down to 1/beta (pymbar), or both.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, seed, threads, quiet):
-    """ln Z of one sequence by thermodynamic integration of <E> over beta (SPEC §7)."""
+def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, seed, threads,
+           method, quiet):
+    """ln Z of one sequence by thermodynamic integration of <E> over beta (SPEC §7) and by
+    MBAR over a replica-exchange ladder."""
     import math
     import os
 
@@ -283,13 +288,23 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
         if not ok:
             raise SpinscoreError(f"{name}: expected {expected}, got {got}")
 
+    methods = ("ti", "mbar") if method == "both" else (method,)
     result = stages.thermo(config, types, out, beta0=beta0, points=points, runs=runs,
-                           sweeps=sweeps, seed=seed, threads=threads, progress=not quiet)
-    exact, out = result["exact"], Path(out)
-    line = f"ln Z(beta={beta0:g}) = {result['log_z']:.4f} +- {result['log_z_err']:.4f}"
-    if exact is not None:
-        line += f" (exact {exact['log_z']:.4f})"
-    click.echo(f"{line}; {result['wall_time_s']:.1f} s of sampling")
+                           sweeps=sweeps, seed=seed, threads=threads, progress=not quiet,
+                           methods=methods)
+    exact, out, timings = result["exact"], Path(out), result["timings"]
+    tail = "" if exact is None else f" (exact {exact['log_z']:.4f})"
+    if "ti" in methods:
+        click.echo(f"TI    ln Z(beta={beta0:g}) = {result['log_z']:.4f} +- "
+                   f"{result['log_z_err']:.4f}{tail}; {timings['ti_s']:.1f} s")
+    if "mbar" in methods:
+        m = result["mbar"]
+        click.echo(f"MBAR  ln Z(beta={beta0:g}) = {m['log_z'][-1]:.4f} +- {m['log_z_err'][-1]:.4f}"
+                   f"{tail}; {timings['mbar_s']:.1f} s ({m['anchor']} anchor, min. neighbour "
+                   f"overlap {m['overlap_min']:.3f})")
+    if "mbar_minus_ti" in result:
+        d = result["mbar_minus_ti"]
+        click.echo(f"MBAR - TI = {d['difference']:+.4f} ({d['in_sigma']:.1f} combined sigma)")
     click.echo(f"wrote {out / 'thermo.json'} and {out / 'thermo.png'}")
 
 

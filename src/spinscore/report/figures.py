@@ -187,21 +187,48 @@ def ood_figure(flags: dict[str, dict[str, np.ndarray]], summary: dict) -> Figure
     return fig
 
 
-def thermo_figure(result: dict, exact: dict | None = None) -> Figure:
-    """<E>_beta with error bars (and the exact curve when known) over the standard error per beta."""
-    betas, energy, err = result["betas"], result["mean_energy"], result["mean_energy_err"]
-    fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(7, 7), sharex=True,
-                                     gridspec_kw={"height_ratios": [2, 1]})
-    ax.errorbar(betas, energy, yerr=err, fmt=".", ms=3, capsize=2, label="REMC")
-    if exact is not None:
-        ax.plot(betas, exact["mean_energy"], "k-", lw=0.8, label="exact")
-    ax.set(ylabel=r"$\langle E\rangle_\beta$ (J)",
-           title=rf"$\ln Z(\beta_0={result['beta0']:g})$ = {result['log_z']:.3f} $\pm$ "
-                 f"{result['log_z_err']:.3f} (L = {result['length']}, {len(betas)} points, "
-                 f"{result['runs']} runs)")
-    ax.legend()
-    ax_err.semilogy(betas[1:], err[1:], ".", ms=3)
-    ax_err.set(xlabel=r"$\beta$ (1/J)", ylabel=r"std. error of $\langle E\rangle$ (J)")
+def thermo_figure(result: dict | None, exact: dict | None = None,
+                  mbar: dict | None = None) -> Figure:
+    """The ln Z record of `spinscore thermo`. With the TI `result`: <E>_beta with error bars
+    (and the exact curve when known) over the standard error per beta. With `mbar`: ln Z at
+    every ladder temperature by MBAR, less the exact value where known (else as it is), with
+    the TI's ln Z(beta0) beside it."""
+    panels = (2 if result else 0) + (1 if mbar else 0)
+    ratios = ([2, 1] if result else []) + ([1.5] if mbar else [])
+    fig, axes = plt.subplots(panels, 1, figsize=(7, 3.5 * panels), squeeze=False,
+                             gridspec_kw={"height_ratios": ratios})
+    axes = list(axes[:, 0])
+    if result:
+        betas, energy, err = result["betas"], result["mean_energy"], result["mean_energy_err"]
+        ax, ax_err = axes.pop(0), axes.pop(0)
+        ax.errorbar(betas, energy, yerr=err, fmt=".", ms=3, capsize=2, label="REMC")
+        if exact is not None and exact.get("mean_energy") is not None:
+            ax.plot(betas, exact["mean_energy"], "k-", lw=0.8, label="exact")
+        ax.set(ylabel=r"$\langle E\rangle_\beta$ (J)",
+               title=rf"TI: $\ln Z(\beta_0={result['beta0']:g})$ = {result['log_z']:.3f} "
+                     rf"$\pm$ {result['log_z_err']:.3f} (L = {result['length']}, "
+                     f"{len(betas)} points, {result['runs']} runs)")
+        ax.legend()
+        ax_err.semilogy(betas[1:], err[1:], ".", ms=3)
+        ax_err.set(xlabel=r"$\beta$ (1/J)", ylabel=r"std. error of $\langle E\rangle$ (J)")
+    if mbar:
+        ax = axes.pop(0)
+        betas, log_z = np.asarray(mbar["betas"]), np.asarray(mbar["log_z"])
+        ref = np.asarray(mbar["exact_log_z"]) if mbar.get("exact_log_z") else np.zeros_like(betas)
+        ax.errorbar(betas, log_z - ref, yerr=mbar["log_z_err"], fmt="o", ms=3, capsize=2,
+                    label=f"MBAR ({mbar['anchor']} anchor, {mbar['runs']} runs; min. "
+                          f"neighbour overlap {mbar['overlap_min']:.3f})")
+        if result:
+            ax.errorbar([result["beta0"]], [result["log_z"] - ref[-1]],
+                        yerr=[result["log_z_err"]], fmt="s", color="tab:red", capsize=3,
+                        label="TI (Simpson)")
+        if mbar.get("exact_log_z"):
+            ax.axhline(0.0, color="k", lw=0.8, label="exact")
+        ax.set(xlabel=r"$\beta$ (1/J)",
+               ylabel=r"$\ln Z - \ln Z_{\rm exact}$" if mbar.get("exact_log_z") else r"$\ln Z$",
+               title=rf"MBAR over the ladder: $\ln Z(\beta_0)$ = {log_z[-1]:.3f} $\pm$ "
+                     f"{mbar['log_z_err'][-1]:.3f}")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

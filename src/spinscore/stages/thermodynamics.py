@@ -13,31 +13,73 @@ from spinscore.stages.data import write_json
 
 
 def thermo(config: RunConfig, types: np.ndarray, out: str | Path, *, beta0: float, points: int,
-           runs: int, sweeps: int, seed: int, threads: int, progress: bool = True) -> dict:
+           runs: int, sweeps: int, seed: int, threads: int, progress: bool = True,
+           methods: tuple[str, ...] = ("ti", "mbar")) -> dict:
     """`spinscore thermo`: ln Z(beta0) of the sequence `types` (L,) by thermodynamic
-    integration (`analysis.thermo`), with the exact value where one exists; thermo.json and
-    thermo.png in `out`. Returns the record."""
+    integration (`analysis.thermo`, "ti") and by MBAR over a REMC ladder from
+    simulation.t_max down to 1/beta0 in simulation.replicas steps (`analysis.mbar`, "mbar"),
+    with the exact value where one exists; thermo.json and thermo.png in `out`. The record's
+    log_z is the TI's where it ran, else MBAR's; `mbar` holds MBAR's ln Z at every ladder
+    temperature. Returns the record."""
+    from spinscore.analysis.mbar import mbar_log_z
     from spinscore.analysis.thermo import exact_single_range, thermodynamic_integration
     from spinscore.report.figures import save_figure, thermo_figure
+    from spinscore.sampling.remc import temperature_ladder
 
     start = time.perf_counter()
-    system = config.system
-    result = thermodynamic_integration(system, types, beta0, points, config.simulation, seed,
-                                       progress=progress, runs=runs, sweeps=sweeps,
-                                       threads=threads)
-    exact = exact_single_range(system, types, result["betas"])
+    system, sim = config.system, config.simulation
+    result, mbar = None, None
+    if "ti" in methods:
+        result = thermodynamic_integration(system, types, beta0, points, sim, seed,
+                                           progress=progress, runs=runs, sweeps=sweeps,
+                                           threads=threads)
+    if "mbar" in methods:
+        t0 = 1.0 / beta0  # the data sets' ladder, or one twice as hot where beta0 is hotter
+        ladder = temperature_ladder(t0, sim.t_max if sim.t_max > t0 else 2 * t0,
+                                    max(sim.replicas, 2))
+        mbar = _listed(mbar_log_z(system, types, ladder, sim, seed, progress, runs, sweeps,
+                                  threads))
+        mbar["exact_log_z"] = _exact_along(system, types, mbar["betas"])
+    exact = exact_single_range(system, types, result["betas"] if result else [0.0, beta0])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    save_figure(thermo_figure(result, exact), out / "thermo.png")
+    save_figure(thermo_figure(result, exact, mbar), out / "thermo.png")
+    main = _listed(result) if result else {
+        "log_z": mbar["log_z"][-1], "log_z_err": mbar["log_z_err"][-1], "beta0": beta0,
+        "length": len(types), "runs": runs, "sweeps": sweeps, "seed": seed}
     record = {
         "sequence": system.sequence_text(types),
-        **{k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in result.items()},
-        "exact": None if exact is None else {"log_z": exact["log_z"],
-                                             "mean_energy": exact["mean_energy"].tolist()},
-        "timings": {"sampling_s": result["wall_time_s"], "total_s": time.perf_counter() - start,
-                    "threads": threads},
+        "methods": list(methods),
+        **main,
+        "mbar": mbar,
+        "exact": None if exact is None else {
+            "log_z": exact["log_z"],
+            "mean_energy": exact["mean_energy"].tolist() if result else None},
+        "timings": {"sampling_s": (result["wall_time_s"] if result else 0.0)
+                    + (mbar["wall_time_s"] if mbar else 0.0),
+                    "ti_s": result["wall_time_s"] if result else None,
+                    "mbar_s": mbar["wall_time_s"] if mbar else None,
+                    "total_s": time.perf_counter() - start, "threads": threads},
         "system": config.model_dump(mode="json")["system"],
         "code_version": {"spinscore": __version__, "git_commit": io.git_commit()},
     }
+    if result and mbar:
+        diff = mbar["log_z"][-1] - result["log_z"]
+        sigma = float(np.hypot(mbar["log_z_err"][-1], result["log_z_err"]))
+        record["mbar_minus_ti"] = {"difference": diff, "sigma": sigma,
+                                   "in_sigma": abs(diff) / sigma if sigma > 0 else None}
     write_json(out / "thermo.json", record)
     return record
+
+
+def _listed(d: dict) -> dict:
+    """A result dict with its arrays as lists (JSON-ready)."""
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in d.items()}
+
+
+def _exact_along(system, types: np.ndarray, betas: list[float]) -> list[float] | None:
+    """The exact ln Z at each beta (a chain with one interaction range), else None."""
+    from spinscore.analysis.thermo import exact_single_range
+
+    values = [exact_single_range(system, types, np.array([0.0, b])) for b in betas]
+    return None if values[0] is None else [v["log_z"] for v in values]
