@@ -1,0 +1,140 @@
+"""Commands that read a trained network: extract, ood, partition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from spinscore import stages
+from spinscore.cli.base import checkpoint_option, main
+from spinscore.config.analysis import AnalysisConfig, PartitionSettings
+from spinscore.errors import SpinscoreError
+
+_PARTITION = PartitionSettings()  # the defaults of the partition options
+
+
+@main.command()
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="Test data set (.h5).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Trained model (checkpoint.pt); needed for --method network.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--method", type=click.Choice(["network", "oracle", "pseudolikelihood",
+                                             "score-matching"]), default="network",
+              show_default=True, help="Force oracle or classical estimator.")
+@click.option("--t-eval", type=float, default=None,
+              help="Diffusion time at which the network is queried (default: the model's "
+                   "smallest training time: 1e-3 for the presets, 1e-4 for the published "
+                   "checkpoints).")
+@click.option("--bootstrap", type=int, default=AnalysisConfig().bootstrap, show_default=True,
+              help="Bootstrap resamples over sequences for the confidence intervals.")
+@click.option("--per-config", is_flag=True,
+              help="Also write the OOD flag of every snapshot (network only): per_config.json.")
+@click.option("--t-extrapolate", default="auto", show_default=True, metavar="T1,T2,...|auto|none",
+              help="Readout times extrapolated to t = 0 (network only); auto: the model's "
+                   "smallest training time and three doublings.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, t_extrapolate,
+            quiet):
+    """Recover the couplings from the network's force field (or a classical estimator)."""
+    from spinscore.analysis.extract import ratio_table
+    from spinscore.report.tables import readout_summary
+
+    if t_eval is not None and t_eval <= 0:
+        raise SpinscoreError(f"--t-eval: expected a positive time, got {t_eval}")
+    if per_config and method != "network":
+        raise SpinscoreError("--per-config needs --method network")
+    result = stages.extract(data_path, out, method, checkpoint, t_eval, bootstrap,
+                            per_config=per_config, progress=not quiet,
+                            t_extrapolate=_times(t_extrapolate, "--t-extrapolate"))
+    for warning in result.get("warnings", []):
+        click.echo(warning, err=True)
+    click.echo(f"{method} extraction, {result['n_snapshots']} snapshots of "
+               f"{result['n_sequences']} sequences")
+    click.echo(ratio_table(result))
+    if method == "network":
+        click.echo(readout_summary(result))
+    click.echo(f"wrote {Path(out) / 'extraction.json'}")
+
+
+def _validated(cls, values: dict):
+    """`cls(**values)` with a validation error as one line naming the option (--per-temperature
+    for per_temperature)."""
+    from pydantic import ValidationError
+
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        option = "--" + str(err["loc"][0]).replace("_", "-")
+        raise SpinscoreError(f"{option}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+def _times(text: str, option: str) -> list[float] | None:
+    """`auto` -> None, `none` -> [], else comma-separated positive times."""
+    if text == "auto":
+        return None
+    if text == "none":
+        return []
+    try:
+        times = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise SpinscoreError(f"{option}: expected comma-separated times, auto or none, "
+                             f"got {text!r}") from None
+    if len(times) < 2 or min(times) <= 0:
+        raise SpinscoreError(f"{option}: expected at least two positive times, got {text!r}")
+    return times
+
+@main.command()
+@checkpoint_option
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="In-distribution test set (.h5).")
+@click.option("--ood", "ood_sets", multiple=True, required=True, metavar="NAME=PATH.h5",
+              help="An out-of-distribution set (repeatable).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--t-eval", type=float, default=None,
+              help="Diffusion time at which the network is queried (default: the model's "
+                   "smallest training time: 1e-3 for the presets, 1e-4 for the published "
+                   "checkpoints).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def ood(checkpoint, data_path, ood_sets, out, t_eval, quiet):
+    """ROC AUCs of the OOD flags (explained variance on the local basis, configurational
+    temperature, and the two combined) for each OOD set."""
+    sets = {}
+    for item in ood_sets:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SpinscoreError(f"--ood: expected NAME=PATH.h5, got {item!r}")
+        sets[name] = path
+    summary = stages.ood(checkpoint, data_path, sets, out, t_eval, progress=not quiet)
+    for name, entry in summary["sets"].items():
+        auc = f"   AUC {entry['auc']:.4f}" if "auc" in entry else ""
+        click.echo(f"{name:<20} EV median {entry['ev_median']:.5f}  5% {entry['ev_q05']:.5f}{auc}")
+    click.echo(f"wrote {Path(out) / 'ood.json'} and {Path(out) / 'ood.png'}")
+
+@main.command()
+@checkpoint_option
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="Test data set (.h5) holding the sequence.")
+@click.option("--sequence-index", type=int, default=0, show_default=True,
+              help="Which sequence of --data.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--per-temperature", type=int, default=_PARTITION.per_temperature,
+              show_default=True, help="REMC snapshots at each temperature of the ladder.")
+@click.option("--divergence", type=click.Choice(["exact", "hutchinson"]),
+              default=_PARTITION.divergence, show_default=True,
+              help="Divergence of the probability-flow ODE.")
+@click.option("--seed", type=int, default=_PARTITION.seed, show_default=True,
+              help="Seed of REMC, TI, probes.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def partition(checkpoint, data_path, sequence_index, out, per_temperature, divergence, seed, quiet):
+    """Calibrate the learned density against the energy and compare -ln Z with TI (Fig. 3)."""
+    settings = _validated(PartitionSettings, {"per_temperature": per_temperature,
+                                              "divergence": divergence, "seed": seed})
+    r = stages.partition(checkpoint, data_path, sequence_index, out, settings,
+                         progress=not quiet)
+    click.echo(f"alpha {r['alpha']:.4f} +- {r['alpha_err']:.4f}, plateau {r['plateau']:.3f} "
+               f"(std {r['plateau_std']:.3f}), -ln Z_TI {-r['log_z_ti']:.3f} +- "
+               f"{r['log_z_ti_err']:.3f}, gap {r['gap']:.3f} ({100 * r['relative_gap']:.2f} %)")
+    click.echo(f"wrote {Path(out) / 'partition.json'} and {Path(out) / 'partition.png'}")

@@ -1,0 +1,49 @@
+"""The command group, its error handling and the options shared by the commands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from spinscore import __version__
+from spinscore.errors import SpinscoreError
+
+
+class _Group(click.Group):
+    """Report `SpinscoreError` (and unreadable inputs) as one line unless --debug is given."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SpinscoreError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                          help="Override one configuration value (repeatable).")
+checkpoint_option = click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
+                                 help="Trained model (checkpoint.pt).")
+_config_options = [
+    click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+                 help="YAML configuration file (see configs/)."),
+    set_option,
+]
+
+
+def config_options(f):
+    for option in reversed(_config_options):
+        f = option(f)
+    return f
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="spinscore")
+@click.option("--debug", is_flag=True, help="Show full tracebacks.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Score-based generative models that learn the Hamiltonian of spin chains."""
+    ctx.obj = {"debug": debug}

@@ -1,0 +1,99 @@
+"""Commands that make and train on data: simulate, inspect, train."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from spinscore import stages
+from spinscore.cli.base import config_options, main
+from spinscore.errors import SpinscoreError
+
+
+@main.command()
+@config_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .h5 file.")
+@click.option("--threads", type=int, default=None, help="Worker threads (default: all cores).")
+@click.option("--scheduler", default=None, help="Dask scheduler address to run chunks on.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def simulate(config_path, overrides, out, threads, scheduler, overwrite, quiet):
+    """Simulate equilibrium snapshots by replica-exchange Monte Carlo into an HDF5 data set."""
+    from spinscore.config import load_config
+
+    config = load_config(config_path, overrides)
+    if threads is not None and threads < 1:
+        raise SpinscoreError(f"--threads: expected a positive number, got {threads}")
+    path = stages.simulate(config, out, threads=threads, scheduler=scheduler,
+                           overwrite=overwrite, progress=not quiet)
+    click.echo(f"wrote {path}")
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False), default=None,
+              help="Directory for the data-set figure (PNG) and summary (JSON).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--mixing", is_flag=True,
+              help="Also audit REMC mixing: aligned overlap q of snapshots k thinning intervals "
+                   "apart against independent re-runs of the same sequences. Printed; with "
+                   "--plots also written as mixing.png and mixing.json.")
+@click.option("--mixing-sequences", type=int, default=200, show_default=True,
+              help="Sequences re-simulated for the --mixing baseline (REMC cost).")
+@click.option("--threads", type=int, default=None,
+              help="Threads for the --mixing re-simulation (default: all cores).")
+def inspect(path, plots_dir, as_json, mixing, mixing_sequences, threads):
+    """Summarise a data set (sizes, couplings, T, swap rates, energy per spin); with --mixing,
+    audit how well its REMC snapshots are decorrelated (SPEC §8b)."""
+    import os
+
+    from spinscore.io import read_dataset
+    from spinscore.sampling.diagnostics import dataset_summary, format_summary
+
+    if mixing_sequences < 1:
+        raise SpinscoreError(f"--mixing-sequences: expected a positive integer, got "
+                             f"{mixing_sequences}")
+    if threads is not None and threads < 1:
+        raise SpinscoreError(f"--threads: expected a positive number, got {threads}")
+    ds = read_dataset(path)
+    summary = dataset_summary(ds)
+    mix = None
+    if mixing:
+        mix = stages.mixing(ds, Path(plots_dir) if plots_dir else None, mixing_sequences,
+                            threads or os.cpu_count() or 1, progress=sys.stderr.isatty())
+    if as_json:
+        click.echo(json.dumps(summary if mix is None else {**summary, "mixing": mix}, indent=2))
+    else:
+        click.echo(format_summary(summary))
+        if mix is not None:
+            from spinscore.analysis.mixing import format_mixing
+
+            click.echo(format_mixing(mix))
+    if plots_dir:
+        out = Path(plots_dir)
+        stages.inspect_dataset(ds, out)
+        click.echo(f"wrote {out / 'dataset.png'} and {out / 'dataset_summary.json'}")
+        if mix is not None:
+            click.echo(f"wrote {out / 'mixing.png'} and {out / 'mixing.json'}")
+
+@main.command()
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="Training data set (.h5 from `spinscore simulate`).")
+@config_options
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Start again even if --out holds a run.")
+@click.option("--device", default=None, help="torch device (default: cuda if present, else cpu).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(data_path, config_path, overrides, out, resume, overwrite, device, quiet):
+    """Train the equivariant score model by denoising score matching on (S^2)^N.
+
+    Several processes: torchrun --nproc_per_node=K -m spinscore.cli train ... (DDP)."""
+    from spinscore.config import load_config
+
+    config = load_config(config_path, overrides)
+    path = stages.train(config, data_path, out, resume=resume, overwrite=overwrite,
+                        device=device, progress=not quiet)
+    click.echo(f"wrote {path}")
