@@ -258,6 +258,7 @@ def _generate(run: Run, stage_dir: Path) -> dict:
     rc = run.config.reproduce
     return stages.generate_for_test_sequence(run.checkpoint, run.data("test"),
                                              rc.partition_sequence, rc.generate, stage_dir,
+                                             settings=run.config.generation,
                                              progress=run.inner)
 
 
@@ -296,7 +297,8 @@ def plan(run: Run) -> list[tuple[str, list[str], list[str], Callable[[Path], dic
         ("ood", ["train", "simulate_test", *ood_sets], [f"t_eval={ac.t_eval}"],
          partial(_ood, run)),
         ("generate", ["train", "simulate_test"],
-         [f"n={rc.generate} seq={rc.partition_sequence}"], partial(_generate, run)),
+         [f"n={rc.generate} seq={rc.partition_sequence}", config.to_yaml(("generation",))],
+         partial(_generate, run)),
         ("partition", ["train", "simulate_test"],
          [f"seq={rc.partition_sequence}", config.to_yaml(("analysis",))],
          partial(_partition, run)),

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from spinscore import stages
-from spinscore.cli.base import checkpoint_option, main
+from spinscore.cli.base import _validated, checkpoint_option, main
 from spinscore.config.analysis import AnalysisConfig, PartitionSettings
 from spinscore.errors import SpinscoreError
 
@@ -56,19 +56,6 @@ def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, t
     if method == "network":
         click.echo(readout_summary(result))
     click.echo(f"wrote {Path(out) / 'extraction.json'}")
-
-
-def _validated(cls, values: dict):
-    """`cls(**values)` with a validation error as one line naming the option (--per-temperature
-    for per_temperature)."""
-    from pydantic import ValidationError
-
-    try:
-        return cls(**values)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        option = "--" + str(err["loc"][0]).replace("_", "-")
-        raise SpinscoreError(f"{option}: {err['msg']} (got {err.get('input')!r})") from None
 
 
 def _times(text: str, option: str) -> list[float] | None:

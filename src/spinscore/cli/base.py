@@ -47,3 +47,16 @@ def config_options(f):
 def main(ctx: click.Context, debug: bool) -> None:
     """Score-based generative models that learn the Hamiltonian of spin chains."""
     ctx.obj = {"debug": debug}
+
+
+def _validated(cls, values: dict):
+    """`cls(**values)` with a validation error as one line naming the option (--per-temperature
+    for per_temperature)."""
+    from pydantic import ValidationError
+
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        option = "--" + str(err["loc"][0]).replace("_", "-")
+        raise SpinscoreError(f"{option}: {err['msg']} (got {err.get('input')!r})") from None

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from spinscore import stages
-from spinscore.cli.base import checkpoint_option, config_options, main
+from spinscore.cli.base import _validated, checkpoint_option, config_options, main
 from spinscore.errors import SpinscoreError
 
 
@@ -83,31 +83,42 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
               help="Number of chains to generate.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Output .h5 file; OUT.png and OUT.json (energies against REMC) go next to it.")
-@click.option("--method", type=click.Choice(["ode", "sde"]), default="ode", show_default=True,
-              help="Probability-flow ODE or reverse SDE.")
+@click.option("--method", type=click.Choice(["ode", "sde", "pc"]), default=None,
+              help="Probability-flow ODE, reverse SDE or predictor-corrector (default: the "
+                   "checkpoint config's generation.method, ode unless set).")
 @click.option("--steps", type=int, default=None,
-              help="Fixed steps (ODE: geodesic Heun; SDE: Euler-Maruyama, default 500); "
+              help="Fixed steps (ODE: geodesic Heun; SDE, PC: Euler-Maruyama, default 500); "
                    "the ODE is adaptive without it.")
+@click.option("--corrector-steps", type=int, default=None,
+              help="PC: Langevin steps after each predictor step (default: generation.*).")
+@click.option("--snr", type=float, default=None, help="PC: signal-to-noise ratio of the "
+              "Langevin step size (default: generation.snr).")
+@click.option("--final-corrector-steps", type=int, default=None,
+              help="PC: Langevin steps at t_min at the end (default: generation.*).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of noise and REMC.")
 @click.option("--reference-snapshots", type=int, default=200, show_default=True,
               help="REMC snapshots of the same sequence to compare with.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def sample(checkpoint, sequence, n_chains, out, method, steps, seed, reference_snapshots, quiet):
+def sample(checkpoint, sequence, n_chains, out, method, steps, corrector_steps, snr,
+           final_corrector_steps, seed, reference_snapshots, quiet):
     """Generate chains of one sequence from a trained model; compare their energies with REMC."""
     from spinscore.checkpoints import load_model
+    from spinscore.config import GenerationConfig
 
-    checks = [(n_chains >= 1, "--n", n_chains), (steps is None or steps >= 1, "--steps", steps),
-              (seed >= 0, "--seed", seed),
+    checks = [(n_chains >= 1, "--n", n_chains), (seed >= 0, "--seed", seed),
               (reference_snapshots >= 2, "--reference-snapshots", reference_snapshots)]
     for ok, name, got in checks:
         if not ok:
             raise SpinscoreError(f"{name}: expected a positive integer (>= 2 for "
                                  f"--reference-snapshots, >= 0 for --seed), got {got}")
     model, config, _ = load_model(checkpoint)
+    given = {"method": method, "steps": steps, "corrector_steps": corrector_steps, "snr": snr,
+             "final_corrector_steps": final_corrector_steps}
+    settings = _validated(GenerationConfig, {**config.generation.model_dump(),
+                                             **{k: v for k, v in given.items() if v is not None}})
     types = config.system.sequence_from_text(sequence)
-    result = stages.generate(model, config, types, n_chains, out, method=method,
-                             steps=steps, seed=seed, reference_snapshots=reference_snapshots,
-                             progress=not quiet)
+    result = stages.generate(model, config, types, n_chains, out, settings=settings, seed=seed,
+                             reference_snapshots=reference_snapshots, progress=not quiet)
     click.echo(f"<E> generated {result['mean_generated']:.3f} +- {result['sem_generated']:.3f}, "
                f"REMC {result['mean_reference']:.3f} +- {result['sem_reference']:.3f}; "
                f"Wasserstein {result['wasserstein']:.3f}, KS {result['ks_statistic']:.3f}")

@@ -11,6 +11,7 @@ from spinscore.config.load import apply_override, load_config, parse_config
 from spinscore.config.sections import (
     DATA_SECTIONS,
     DiffusionConfig,
+    GenerationConfig,
     ModelConfig,
     ReproduceConfig,
     RunConfig,
@@ -20,7 +21,7 @@ from spinscore.config.sections import (
 )
 from spinscore.config.system import SystemConfig
 
-__all__ = ["DATA_SECTIONS", "AnalysisConfig", "DiffusionConfig", "ModelConfig",
+__all__ = ["DATA_SECTIONS", "AnalysisConfig", "DiffusionConfig", "GenerationConfig", "ModelConfig",
            "PartitionSettings", "ReproduceConfig", "RunConfig", "SimulationConfig",
            "SystemConfig", "TimeComponent", "TrainConfig", "apply_override", "load_config",
            "parse_config"]

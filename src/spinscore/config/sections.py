@@ -131,6 +131,25 @@ class TrainConfig(_Frozen):
     seed: int = Field(default=0, ge=0)
 
 
+class GenerationConfig(_Frozen):
+    """Reverse sampling from the trained model (`diffusion.generate.sample_chains`).
+
+    method: "ode" (probability flow; adaptive without `steps`), "sde" (reverse SDE) or "pc"
+    (predictor-corrector, Song et al. 2021: each step a `predictor` step, then
+    `corrector_steps` Langevin steps with the learned score at the new time, step size
+    eps = 2 (snr |z| / |s|)^2 per chain, at most `corrector_max_step`; `final_corrector_steps`
+    more at t_min). steps: on a
+    log-spaced grid from t_max to t_min (default 500 for "sde" and "pc")."""
+
+    method: Literal["ode", "sde", "pc"] = "ode"
+    steps: int | None = Field(default=None, gt=0)
+    predictor: Literal["sde", "ode"] = "sde"
+    corrector_steps: int = Field(default=1, ge=0)
+    snr: float = Field(default=0.16, gt=0)
+    final_corrector_steps: int = Field(default=0, ge=0)
+    corrector_max_step: float = Field(default=0.01, gt=0)
+
+
 class ReproduceConfig(_Frozen):
     """`spinscore reproduce`: the evaluation sets and analyses around the trained model.
 
@@ -166,6 +185,7 @@ class RunConfig(_Frozen):
     train: TrainConfig = TrainConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     reproduce: ReproduceConfig = ReproduceConfig()
+    generation: GenerationConfig = GenerationConfig()
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:

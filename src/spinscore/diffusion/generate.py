@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from spinscore.diffusion.flow import pf_ode_trajectory, velocity_field
 from spinscore.geometry.sphere import exp_map, tangent_project, uniform_sphere
 
-__all__ = ["energy_comparison", "log_time_grid", "sample_chains"]
+__all__ = ["energy_comparison", "langevin_corrector", "log_time_grid", "sample_chains"]
 
 PAIR_BUDGET = 200_000  # chains × N² per network call (≈ 1 GB of activations, paper model)
 DEFAULT_SDE_STEPS = 500
@@ -48,28 +48,66 @@ def _score(model: nn.Module, x: Tensor, types: Tensor, t: float) -> Tensor:
     return velocity_field(model, types, t, x.dtype)(x) * (-2.0 / t)
 
 
-def _heun_ode(model: nn.Module, x: Tensor, types: Tensor, times: np.ndarray,
-              on_step: Callable[[], None]) -> Tensor:
-    """Fixed-step geodesic Heun for dx/dt = −½ s backwards along `times` (decreasing)."""
-    for t_now, t_next in zip(times[:-1], times[1:], strict=True):
-        h = t_now - t_next  # > 0: the step runs the time backwards, velocity +½ s
-        v1 = 0.5 * _score(model, x, types, t_now)
-        y = exp_map(x, h * v1)
-        v2 = tangent_project(x, 0.5 * _score(model, y, types, t_next))
-        x = exp_map(x, 0.5 * h * (v1 + v2))
-        on_step()
+def _heun_step(model: nn.Module, x: Tensor, types: Tensor, t_now: float, t_next: float,
+               valid: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One geodesic Heun step of dx/dt = −½ s backwards from t_now to t_next < t_now."""
+    h = t_now - t_next  # > 0: the step runs the time backwards, velocity +½ s
+    v1 = 0.5 * _score(model, x, types, t_now)
+    y = exp_map(x, h * v1)
+    v2 = tangent_project(x, 0.5 * _score(model, y, types, t_next))
+    return exp_map(x, 0.5 * h * (v1 + v2))
+
+
+def _euler_maruyama_step(model: nn.Module, x: Tensor, types: Tensor, t_now: float,
+                         t_next: float, valid: Tensor,
+                         generator: torch.Generator | None) -> Tensor:
+    """One geodesic Euler–Maruyama step of the reverse SDE dx = s dτ + dB, t_now → t_next."""
+    dt = t_now - t_next
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    step = _score(model, x, types, t_now) * dt + math.sqrt(dt) * tangent_project(x, noise)
+    return exp_map(x, step * valid)
+
+
+PREDICTORS = {"ode": _heun_step, "sde": _euler_maruyama_step}
+
+
+def langevin_corrector(model: nn.Module, x: Tensor, types: Tensor, t: float, n_steps: int,
+                       snr: float, generator: torch.Generator | None = None,
+                       max_step: float = 0.01) -> Tensor:
+    """n_steps of unadjusted Riemannian Langevin dynamics on (S²)^N targeting p_t with the
+    learned score: x ← exp_x(ε s + √(2ε) z), z = P_x ξ tangent Gaussian noise (E|z|² = 2 per
+    spin). The step follows the signal-to-noise rule of Song et al. 2021, ε = 2 snr² E|z|² /
+    |s|², with |s|² the mean over all spins of the batch, one ε for the whole batch: a step set
+    by each chain's own state biases the stationary law (towards p/ε(x), away from the modes
+    where |s| vanishes; measured on a single spin in a field, mean cos θ 0.43 for 0.80). At most
+    `max_step`: where p_t is nearly uniform the rule gives steps of a radian and more (the noise
+    per step stays below √(2 max_step) rad, 0.14 by default).
+
+    x: (B, N, 3) unit spins; types: (B, N), −1 on padding (never moved). Returns (B, N, 3).
+    """
+    valid = (types >= 0)[..., None].to(x.dtype)
+    n_spins = valid.sum().clamp_min(1.0)
+    for _ in range(n_steps):
+        s = _score(model, x, types, t) * valid
+        z = tangent_project(x, torch.randn(x.shape, generator=generator, dtype=x.dtype,
+                                           device=x.device)) * valid
+        mean_s2 = (s * s).sum() / n_spins
+        eps = (4.0 * snr**2 / mean_s2.clamp_min(1e-12)).clamp(max=max_step)
+        x = exp_map(x, eps * s + torch.sqrt(2.0 * eps) * z)
     return x
 
 
-def _euler_maruyama(model: nn.Module, x: Tensor, types: Tensor, times: np.ndarray,
-                    on_step: Callable[[], None], generator: torch.Generator | None) -> Tensor:
-    """Geodesic Euler–Maruyama for the reverse SDE dx = s dτ + dB along `times` (decreasing)."""
+def _integrate(model: nn.Module, x: Tensor, types: Tensor, times: np.ndarray,
+               on_step: Callable[[], None], generator: torch.Generator | None, predictor: str,
+               corrector_steps: int = 0, snr: float = 0.16, max_step: float = 0.01) -> Tensor:
+    """Predictor steps along `times` (decreasing), each followed by `corrector_steps` Langevin
+    steps at the new time."""
     valid = (types >= 0)[..., None].to(x.dtype)
     for t_now, t_next in zip(times[:-1], times[1:], strict=True):
-        dt = t_now - t_next
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        step = _score(model, x, types, t_now) * dt + math.sqrt(dt) * tangent_project(x, noise)
-        x = exp_map(x, step * valid)
+        x = PREDICTORS[predictor](model, x, types, t_now, t_next, valid, generator)
+        if corrector_steps:
+            x = langevin_corrector(model, x, types, t_next, corrector_steps, snr, generator,
+                                   max_step)
         on_step()
     return x
 
@@ -81,9 +119,14 @@ def sample_chains(
     *,
     t_min: float,
     t_max: float,
-    method: Literal["ode", "sde"] = "ode",
+    method: Literal["ode", "sde", "pc"] = "ode",
     steps: int | None = None,
     denoise: bool = False,
+    predictor: Literal["sde", "ode"] = "sde",
+    corrector_steps: int = 1,
+    snr: float = 0.16,
+    final_corrector_steps: int = 0,
+    corrector_max_step: float = 0.01,
     rtol: float = 1e-5,
     atol: float = 1e-5,
     batch_size: int | None = None,
@@ -95,12 +138,18 @@ def sample_chains(
     types: (N,) long site types (no padding); t_min, t_max: the model's time range (uniform
     prior at t_max). method "ode": probability-flow ODE, adaptive dopri5 (rtol, atol) when
     `steps` is None, else `steps` geodesic Heun steps; "sde": reverse SDE with `steps` geodesic
-    Euler–Maruyama steps (default 500), log-spaced in t. `denoise`: a final mean-shift step at
-    t_min. Chains are drawn in batches of `batch_size` (default from PAIR_BUDGET); all randomness
+    Euler–Maruyama steps (default 500), log-spaced in t; "pc": predictor–corrector, `steps`
+    (default 500) `predictor` steps ("sde" or "ode") each followed by `corrector_steps`
+    Langevin steps (`langevin_corrector`, signal-to-noise ratio `snr`, steps of at most
+    `corrector_max_step`), and
+    `final_corrector_steps` Langevin steps at t_min at the end. `denoise`: a final mean-shift
+    step at t_min. Chains are drawn in batches of `batch_size` (default from PAIR_BUDGET); all randomness
     comes from `generator`. Returns (n, N, 3) float64 unit spins.
     """
-    if method not in ("ode", "sde"):
-        raise ValueError(f"method: expected 'ode' or 'sde', got {method!r}")
+    if method not in ("ode", "sde", "pc"):
+        raise ValueError(f"method: expected 'ode', 'sde' or 'pc', got {method!r}")
+    if predictor not in PREDICTORS:
+        raise ValueError(f"predictor: expected 'sde' or 'ode', got {predictor!r}")
     if not 0 < t_min < t_max:
         raise ValueError(f"expected 0 < t_min < t_max, got t_min={t_min}, t_max={t_max}")
     if steps is not None and steps < 1:
@@ -122,11 +171,14 @@ def sample_chains(
                 x = pf_ode_trajectory(model, x, batch_types, [math.log(t_max), math.log(t_min)],
                                       rtol=rtol, atol=atol)[-1]
                 bar.update(b)
-            elif method == "ode":
-                x = _heun_ode(model, x, batch_types, times, lambda b=b: bar.update(b))
             else:
-                x = _euler_maruyama(model, x, batch_types, times, lambda b=b: bar.update(b),
-                                    generator)
+                pc = method == "pc"
+                x = _integrate(model, x, batch_types, times, lambda b=b: bar.update(b),
+                               generator, predictor if pc else method,
+                               corrector_steps if pc else 0, snr, corrector_max_step)
+                if pc and final_corrector_steps:
+                    x = langevin_corrector(model, x, batch_types, t_min, final_corrector_steps,
+                                           snr, generator, corrector_max_step)
             if denoise:
                 x = exp_map(x, t_min * _score(model, x, batch_types, t_min))
             out.append(x)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
 import h5py
 import numpy as np
@@ -140,12 +139,13 @@ def ood(checkpoint, data, ood_paths: dict[str, str], out, t_eval: float | None =
 
 
 def generate(model, config, types: np.ndarray, n: int, out: str | Path, *,
-             method: Literal["ode", "sde"] = "ode", steps: int | None = None, seed: int = 0,
+             settings=None, seed: int = 0,
              reference_snapshots: int = 200, progress: bool = False,
              png: str | Path | None = None, summary: str | Path | None = None) -> dict:
     """Generated chains of `types` against REMC (`analysis.generation.compare_with_remc`):
     the chains in `out` (HDF5), the energy histograms in `png` (default OUT.png), the summary
-    in `summary` (default OUT.json). Returns the summary."""
+    in `summary` (default OUT.json). `settings`: the sampler (a GenerationConfig; default
+    config.generation). Returns the summary."""
     from spinscore.analysis.generation import compare_with_remc
     from spinscore.report.diffusion_figures import energy_histogram_figure
     from spinscore.report.figures import save_figure
@@ -155,19 +155,20 @@ def generate(model, config, types: np.ndarray, n: int, out: str | Path, *,
     summary = Path(summary) if summary else out.with_suffix(".json")
     for path in (out, png, summary):
         path.parent.mkdir(parents=True, exist_ok=True)  # now, not after the sampling
-    spins, e_gen, result = compare_with_remc(model, config, types, n, method=method,
-                                             steps=steps, seed=seed,
+    spins, e_gen, result = compare_with_remc(model, config, types, n, settings=settings,
+                                             seed=seed,
                                              reference_snapshots=reference_snapshots,
                                              progress=progress)
     e_ref = np.asarray(result.pop("energies_reference"))
     diffusion = config.diffusion
     _write_chains(out, spins, np.asarray(types), e_gen, {
-        "sequence": result["sequence"], "method": method, "steps": -1 if steps is None else steps,
+        "sequence": result["sequence"], "method": result["method"],
+        "steps": -1 if result["steps"] is None else result["steps"],
         "seed": seed, "t_min": diffusion.t_min, "t_max": diffusion.t_max,
         "system": config.to_yaml(("system",)), "spinscore_version": __version__})
     result["chains"] = str(out)
     title = (f"{result['sequence']} (L = {len(types)}), T = {config.system.temperature:g}, "
-             f"{method}")
+             f"{result['method']}")
     save_figure(energy_histogram_figure(e_gen, e_ref, title=title), png)
     write_json(summary, result)
     return result
