@@ -26,12 +26,18 @@ from spinscore.errors import SpinscoreError
               help="Measurement sweeps per run after simulation.burn_in.")
 @click.option("--seed", type=int, default=None, help="Master seed (default: simulation.seed).")
 @click.option("--threads", type=int, default=None, help="Concurrent runs (default: all cores).")
-@click.option("--method", type=click.Choice(["ti", "mbar", "both"]), default="both",
-              show_default=True, help="Thermodynamic integration (Simpson, --points), MBAR over "
-              "the simulation ladder down to 1/beta (pymbar), or both.")
+@click.option("--method", type=click.Choice(["ti", "mbar", "both", "is", "all"]),
+              default="both", show_default=True,
+              help="Thermodynamic integration (Simpson, --points), MBAR over the simulation "
+              "ladder down to 1/beta (pymbar), both, importance sampling from --checkpoint's "
+              "model (is), or all three.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Trained model for --method is|all.")
+@click.option("--samples", type=int, default=200, show_default=True,
+              help="Importance sampling: probability-flow chains, each with its exact log q.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, seed, threads,
-           method, quiet):
+           method, checkpoint, samples, quiet):
     """ln Z of one sequence by thermodynamic integration of <E> over beta (SPEC §7) and by
     MBAR over a replica-exchange ladder."""
     import math
@@ -51,15 +57,18 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
               (sweeps >= sim.swap_every, "--sweeps", f">= simulation.swap_every ({sim.swap_every})",
                sweeps),
               (seed >= 0, "--seed", "a non-negative integer", seed),
-              (threads >= 1, "--threads", "a positive number", threads)]
+              (threads >= 1, "--threads", "a positive number", threads),
+              (samples >= 2, "--samples", "an integer >= 2", samples),
+              (checkpoint is not None or method not in ("is", "all"), "--checkpoint",
+               "a trained model for --method is|all", checkpoint)]
     for ok, name, expected, got in checks:
         if not ok:
             raise SpinscoreError(f"{name}: expected {expected}, got {got}")
 
-    methods = ("ti", "mbar") if method == "both" else (method,)
+    methods = {"both": ("ti", "mbar"), "all": ("ti", "mbar", "is")}.get(method, (method,))
     result = stages.thermo(config, types, out, beta0=beta0, points=points, runs=runs,
                            sweeps=sweeps, seed=seed, threads=threads, progress=not quiet,
-                           methods=methods)
+                           methods=methods, checkpoint=checkpoint, samples=samples)
     exact, out, timings = result["exact"], Path(out), result["timings"]
     tail = "" if exact is None else f" (exact {exact['log_z']:.4f})"
     if "ti" in methods:
@@ -70,6 +79,18 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
         click.echo(f"MBAR  ln Z(beta={beta0:g}) = {m['log_z'][-1]:.4f} +- {m['log_z_err'][-1]:.4f}"
                    f"{tail}; {timings['mbar_s']:.1f} s ({m['anchor']} anchor, min. neighbour "
                    f"overlap {m['overlap_min']:.3f})")
+    if "is" in methods:
+        m = result["importance"]
+        click.echo(f"IS    ln Z(beta={beta0:g}) = {m['log_z']:.4f} +- {m['log_z_err']:.4f} "
+                   f"(bootstrap {m['log_z_err_bootstrap']:.4f}){tail}; ESS {m['ess']:.1f} of "
+                   f"{m['n']}; <E> reweighted {m['energy']['mean']:.3f} +- "
+                   f"{m['energy']['err']:.3f} (generated {m['mean_energy_generated']:.3f}); "
+                   f"{timings['importance_s']:.1f} s")
+        for key in ("importance_minus_ti", "importance_minus_mbar"):
+            if key in result:
+                d = result[key]
+                click.echo(f"IS - {key.rsplit('_', 1)[1].upper()} = {d['difference']:+.4f} "
+                           f"({d['in_sigma']:.1f} combined sigma)")
     if "mbar_minus_ti" in result:
         d = result["mbar_minus_ti"]
         click.echo(f"MBAR - TI = {d['difference']:+.4f} ({d['in_sigma']:.1f} combined sigma)")

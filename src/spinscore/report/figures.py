@@ -187,14 +187,15 @@ def ood_figure(flags: dict[str, dict[str, np.ndarray]], summary: dict) -> Figure
     return fig
 
 
-def thermo_figure(result: dict | None, exact: dict | None = None,
-                  mbar: dict | None = None) -> Figure:
+def thermo_figure(result: dict | None, exact: dict | None = None, mbar: dict | None = None,
+                  importance: dict | None = None) -> Figure:
     """The ln Z record of `spinscore thermo`. With the TI `result`: <E>_beta with error bars
-    (and the exact curve when known) over the standard error per beta. With `mbar`: ln Z at
-    every ladder temperature by MBAR, less the exact value where known (else as it is), with
-    the TI's ln Z(beta0) beside it."""
-    panels = (2 if result else 0) + (1 if mbar else 0)
-    ratios = ([2, 1] if result else []) + ([1.5] if mbar else [])
+    (and the exact curve when known) over the standard error per beta. With `mbar` or
+    `importance`: ln Z by MBAR at every ladder temperature, by TI and by importance sampling at
+    beta0, less the exact value where known (else as they are)."""
+    lower = mbar is not None or importance is not None
+    panels = (2 if result else 0) + (1 if lower else 0)
+    ratios = ([2, 1] if result else []) + ([1.5] if lower else [])
     fig, axes = plt.subplots(panels, 1, figsize=(7, 3.5 * panels), squeeze=False,
                              gridspec_kw={"height_ratios": ratios})
     axes = list(axes[:, 0])
@@ -211,23 +212,35 @@ def thermo_figure(result: dict | None, exact: dict | None = None,
         ax.legend()
         ax_err.semilogy(betas[1:], err[1:], ".", ms=3)
         ax_err.set(xlabel=r"$\beta$ (1/J)", ylabel=r"std. error of $\langle E\rangle$ (J)")
-    if mbar:
+    if lower:
         ax = axes.pop(0)
-        betas, log_z = np.asarray(mbar["betas"]), np.asarray(mbar["log_z"])
-        ref = np.asarray(mbar["exact_log_z"]) if mbar.get("exact_log_z") else np.zeros_like(betas)
-        ax.errorbar(betas, log_z - ref, yerr=mbar["log_z_err"], fmt="o", ms=3, capsize=2,
-                    label=f"MBAR ({mbar['anchor']} anchor, {mbar['runs']} runs; min. "
-                          f"neighbour overlap {mbar['overlap_min']:.3f})")
-        if result:
-            ax.errorbar([result["beta0"]], [result["log_z"] - ref[-1]],
-                        yerr=[result["log_z_err"]], fmt="s", color="tab:red", capsize=3,
-                        label="TI (Simpson)")
-        if mbar.get("exact_log_z"):
+        ref0 = exact["log_z"] if exact is not None else 0.0  # at beta0
+        points = [(r["log_z"], r["log_z_err"], fmt, color, label) for r, fmt, color, label in (
+            (result, "s", "tab:red", "TI (Simpson)"),
+            (importance, "D", "tab:green",
+             f"importance sampling (ESS {importance['ess']:.0f} of {importance['n']})"
+             if importance else "")) if r]
+        if mbar:
+            betas, log_z = np.asarray(mbar["betas"]), np.asarray(mbar["log_z"])
+            ref = np.asarray(mbar["exact_log_z"]) if mbar.get("exact_log_z") \
+                else np.zeros_like(betas)
+            ax.errorbar(betas, log_z - ref, yerr=mbar["log_z_err"], fmt="o", ms=3, capsize=2,
+                        label=f"MBAR ({mbar['anchor']} anchor, {mbar['runs']} runs; min. "
+                              f"neighbour overlap {mbar['overlap_min']:.3f})")
+        estimates = [(name, r["log_z"], r["log_z_err"]) for name, r in (
+            ("TI", result), ("IS", importance)) if r]
+        if mbar:
+            estimates.insert(0, ("MBAR", mbar["log_z"][-1], mbar["log_z_err"][-1]))
+        beta0 = mbar["betas"][-1] if mbar else (result or {}).get("beta0", 1.0)
+        for value, err, fmt, color, label in points:
+            ax.errorbar([beta0], [value - ref0], yerr=[err], fmt=fmt, color=color, capsize=3,
+                        label=label)
+        if exact is not None:
             ax.axhline(0.0, color="k", lw=0.8, label="exact")
         ax.set(xlabel=r"$\beta$ (1/J)",
-               ylabel=r"$\ln Z - \ln Z_{\rm exact}$" if mbar.get("exact_log_z") else r"$\ln Z$",
-               title=rf"MBAR over the ladder: $\ln Z(\beta_0)$ = {log_z[-1]:.3f} $\pm$ "
-                     f"{mbar['log_z_err'][-1]:.3f}")
+               ylabel=r"$\ln Z - \ln Z_{\rm exact}$" if exact is not None else r"$\ln Z$",
+               title=r"$\ln Z(\beta_0)$: " + ", ".join(
+                   f"{name} {v:.3f} ± {e:.3f}" for name, v, e in estimates))
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
