@@ -68,6 +68,7 @@ def test_yaml_round_trip():
 BAD = [
     ({"system.couplings.1.AC": 0.3}, "couplings.1.AC: unknown site type 'C'"),
     ({"system.temperature": -1}, "system.temperature"),
+    ({"analysis.partition.per_temperature": 2}, "needs at least 3 configurations, got 2 x 1"),
     ({"system.temperature": 0}, "system.temperature"),
     ({"simulation.sequences": 0}, "simulation.sequences"),
     ({"simulation.replicas": -2}, "simulation.replicas"),

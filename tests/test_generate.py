@@ -208,6 +208,8 @@ def test_partition_rejects_bad_input(tmp_path, small_dataset):
             str(tmp_path / "p"), "--quiet"]
     assert_clean_error(*run([*base, "--sequence-index", "99"]), "out of range", "12 sequences")
     assert_clean_error(*run([*base, "--per-temperature", "1"]), "--per-temperature")
+    assert_clean_error(*run([*base, "--per-temperature", "2"]),
+                       "the fit of alpha needs at least 3 configurations, got 2 x 1")
     other = tiny_checkpoint(tmp_path / "abc.pt", types=("A", "B", "C"))
     code, output = run(["partition", "--checkpoint", str(other), "--data", str(small_dataset),
                         "--out", str(tmp_path / "p"), "--quiet"])

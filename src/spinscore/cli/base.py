@@ -58,5 +58,7 @@ def _validated(cls, values: dict):
         return cls(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
+        if not err["loc"]:  # a check across options
+            raise SpinscoreError(err["msg"].removeprefix("Value error, ")) from None
         option = "--" + str(err["loc"][0]).replace("_", "-")
         raise SpinscoreError(f"{option}: {err['msg']} (got {err.get('input')!r})") from None

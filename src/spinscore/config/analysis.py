@@ -27,6 +27,14 @@ class PartitionSettings(_Frozen):
     ti_sweeps: int = Field(default=4000, gt=0)  # measurement sweeps per run
     seed: int = Field(default=0, ge=0)
 
+    @model_validator(mode="after")
+    def _check(self) -> PartitionSettings:
+        if self.per_temperature * self.fit_temperatures < 3:
+            raise ValueError(
+                f"per_temperature x fit_temperatures: the fit of alpha needs at least 3 "
+                f"configurations, got {self.per_temperature} x {self.fit_temperatures}")
+        return self
+
 
 class AnalysisConfig(_Frozen):
     """The readouts of a trained network (extract, ood) and the partition function."""
