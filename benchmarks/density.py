@@ -13,7 +13,8 @@ chain, burn-in included, divided over its snapshots).
 ln Z (needs no model): of the sequence under the config's Hamiltonian at its temperature, by
 Simpson TI (`analysis.thermo`, 100 grid points) and by MBAR over the simulation ladder
 (`analysis.mbar`), both with 8 runs of 4000 sweeps, one thread; seconds per estimate, the
-value and its error bar, and MBAR's time over TI's.
+value and its error bar, and MBAR's time over TI's. With --checkpoint, by importance sampling
+from the model (`analysis.importance`, `--is-samples` chains with their exact log q).
 """
 
 from __future__ import annotations
@@ -87,6 +88,30 @@ def log_z(sequence: str, repeats: int, config_path: Path) -> None:
           f"{mb['log_z'][-1]:.3f} +- {mb['log_z_err'][-1]:.3f}  ({mbar_s / ti_s:.2f}x TI)")
 
 
+def importance(checkpoint: str, sequence: str, samples: int, repeats: int) -> None:
+    """ln Z by importance sampling: probability-flow chains and their exact log q."""
+    from spinscore.analysis.importance import importance_estimate, model_samples_with_log_q
+    from spinscore.checkpoints import load_model
+    from spinscore.physics.hamiltonian import system_couplings, system_energy
+    from spinscore.systems import system_from_config
+
+    model, config, _ = load_model(checkpoint)
+    system, d = config.system, config.diffusion
+    types = system.sequence_from_text(sequence)
+    sites = system_from_config(system)
+    couplings = system_couplings(sites, types, system.coupling_table())
+
+    def estimate():
+        spins, log_q, _ = model_samples_with_log_q(model, torch.as_tensor(types), samples,
+                                                   t_min=d.t_min, t_max=d.t_max)
+        return importance_estimate(-system.beta * system_energy(sites, spins, couplings) - log_q)
+
+    seconds, r = median_time(estimate, repeats)
+    print(f"  importance sampling ({samples} chains) {seconds:7.2f} s per estimate "
+          f"({seconds / samples:.2f} s per chain): {r['log_z']:.3f} +- {r['log_z_err']:.3f}, "
+          f"ESS {r['ess']:.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=str(REPO / "runs/quick/train/checkpoint.pt"))
@@ -95,12 +120,14 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--is-samples", type=int, default=32, help="chains per importance estimate")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, numpy {np.__version__}")
     log_z(args.sequence, args.repeats, Path(args.config))
     if Path(args.checkpoint).exists():
+        importance(args.checkpoint, args.sequence, args.is_samples, args.repeats)
         generation(args.checkpoint, args.sequence, args.chains, args.repeats)
     else:
         print(f"generation skipped: no checkpoint at {args.checkpoint} (run the quick preset)")

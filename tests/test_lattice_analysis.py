@@ -25,7 +25,7 @@ from spinscore.analysis.thermo import (
     high_temperature_variance,
     thermodynamic_integration,
 )
-from spinscore.config import SystemConfig
+from spinscore.config import GenerationConfig, SystemConfig
 from spinscore.io import Dataset, read_dataset
 from spinscore.physics.exact import LOG_4PI, ring_log_z
 from spinscore.physics.hamiltonian import (
@@ -267,8 +267,9 @@ def test_generation_energies_and_no_chirality_on_the_lattice(lattice_data):
     config = ds.config
     model = PairOracle(config.system).double()
     types = ds.types[0].astype(np.int64)
-    spins, e_gen, result = compare_with_remc(model, config, types, 3,
-                                             method="sde", steps=4, reference_snapshots=3)
+    settings = GenerationConfig(method="sde", steps=4)
+    spins, e_gen, result = compare_with_remc(model, config, types, 3, settings=settings,
+                                             reference_snapshots=3)
     w = dense_couplings(model.system, config.system.coupling_table(), types[None])[0]
     s = spins.astype(np.float64)
     np.testing.assert_allclose(e_gen, -0.5 * np.einsum("nic,ij,njc->n", s, w, s), rtol=1e-10)
