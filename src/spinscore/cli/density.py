@@ -86,14 +86,11 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
                    f"{m['n']}; <E> reweighted {m['energy']['mean']:.3f} +- "
                    f"{m['energy']['err']:.3f} (generated {m['mean_energy_generated']:.3f}); "
                    f"{timings['importance_s']:.1f} s")
-        for key in ("importance_minus_ti", "importance_minus_mbar"):
-            if key in result:
-                d = result[key]
-                click.echo(f"IS - {key.rsplit('_', 1)[1].upper()} = {d['difference']:+.4f} "
-                           f"({d['in_sigma']:.1f} combined sigma)")
-    if "mbar_minus_ti" in result:
-        d = result["mbar_minus_ti"]
-        click.echo(f"MBAR - TI = {d['difference']:+.4f} ({d['in_sigma']:.1f} combined sigma)")
+    for key, label in (("importance_minus_ti", "IS - TI"), ("importance_minus_mbar", "IS - MBAR"),
+                       ("mbar_minus_ti", "MBAR - TI")):
+        if key in result:
+            d = result[key]
+            click.echo(f"{label} = {d['difference']:+.4f} ({d['in_sigma']:.1f} combined sigma)")
     click.echo(f"wrote {out / 'thermo.json'} and {out / 'thermo.png'}")
 
 @main.command()

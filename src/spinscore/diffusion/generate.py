@@ -141,10 +141,10 @@ def sample_chains(
     Euler–Maruyama steps (default 500), log-spaced in t; "pc": predictor–corrector, `steps`
     (default 500) `predictor` steps ("sde" or "ode") each followed by `corrector_steps`
     Langevin steps (`langevin_corrector`, signal-to-noise ratio `snr`, steps of at most
-    `corrector_max_step`), and
-    `final_corrector_steps` Langevin steps at t_min at the end. `denoise`: a final mean-shift
-    step at t_min. Chains are drawn in batches of `batch_size` (default from PAIR_BUDGET); all randomness
-    comes from `generator`. Returns (n, N, 3) float64 unit spins.
+    `corrector_max_step`), and `final_corrector_steps` Langevin steps at t_min at the end.
+    `denoise`: a final mean-shift step at t_min. Chains are drawn in batches of `batch_size`
+    (default from PAIR_BUDGET); all randomness comes from `generator`. Returns (n, N, 3)
+    float64 unit spins.
     """
     if method not in ("ode", "sde", "pc"):
         raise ValueError(f"method: expected 'ode', 'sde' or 'pc', got {method!r}")

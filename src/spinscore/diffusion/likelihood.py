@@ -316,8 +316,8 @@ def _augmented(rate, x0: Tensor, types: Tensor, noise: Tensor | None, u_min: flo
 
     grid = torch.tensor([u_min, u_max], dtype=torch.float64, device=x0.device)
     with torch.no_grad():
-        _, delta = odeint(rhs, (x0, torch.zeros(x0.shape[0], dtype=x0.dtype, device=x0.device)), grid,
-                          method=solver, rtol=(rtol, 0.0), atol=(atol, log_p_atol))
+        _, delta = odeint(rhs, (x0, x0.new_zeros(x0.shape[0])), grid, method=solver,
+                          rtol=(rtol, 0.0), atol=(atol, log_p_atol))
     bar.close()
     return delta[-1], nfe
 
@@ -355,7 +355,7 @@ def _quadrature(model: nn.Module, rate, x0: Tensor, types: Tensor, noise: Tensor
                 solves["explicit"] = explicit
             flat_x = xs[1:k + 1].reshape(k * b, n, 3)
             flat_types = types.repeat(k, 1)
-            flat_t = torch.tensor(new, dtype=torch.float64, device=x0.device).exp().repeat_interleave(b)
+            flat_t = x0.new_tensor(new).exp().repeat_interleave(b)
             flat_noise = None if noise is None else noise.repeat(1, k, 1, 1)
             implicit = []
             for s in range(0, k * b, group):

@@ -214,40 +214,39 @@ def thermo_figure(result: dict | None, exact: dict | None = None, mbar: dict | N
         ax_err.set(xlabel=r"$\beta$ (1/J)", ylabel=r"std. error of $\langle E\rangle$ (J)")
     if lower:
         ax = axes.pop(0)
-        ref0 = exact["log_z"] if exact is not None else 0.0  # at beta0 (None: returned below)
-        points = [(r["log_z"], r["log_z_err"], fmt, color, label) for r, fmt, color, label in (
-            (result, "s", "tab:red", "TI (Simpson)"),
-            (importance, "D", "tab:green",
-             f"importance sampling (ESS {importance['ess']:.0f} of {importance['n']})"
-             if importance else "")) if r]
-        estimates = [(name, r["log_z"], r["log_z_err"]) for name, r in (
-            ("TI", result), ("IS", importance)) if r]
-        if mbar:
-            estimates.insert(0, ("MBAR", mbar["log_z"][-1], mbar["log_z_err"][-1]))
+        at_beta0 = []  # (name, ln Z(beta0), its error, marker, colour, legend label)
+        if mbar:  # drawn as the last point of its ladder below
+            at_beta0.append(("MBAR", mbar["log_z"][-1], mbar["log_z_err"][-1], None, None, None))
+        if result:
+            at_beta0.append(("TI", result["log_z"], result["log_z_err"], "s", "tab:red",
+                             "TI (Simpson)"))
+        if importance:
+            at_beta0.append(("IS", importance["log_z"], importance["log_z_err"], "D", "tab:green",
+                             f"importance sampling (ESS {importance['ess']:.0f} of "
+                             f"{importance['n']})"))
         title = r"$\ln Z(\beta_0)$: " + ", ".join(f"{n} {v:.3f} ± {e:.3f}"
-                                                 for n, v, e in estimates)
+                                                 for n, v, e, *_ in at_beta0)
         if exact is None:  # no curve to subtract: the estimates at beta0, against the first
-            first = estimates[0][1]
-            for k, (_, value, err) in enumerate(estimates):
+            first = at_beta0[0][1]
+            for k, (_, value, err, *_) in enumerate(at_beta0):
                 ax.errorbar([k], [value - first], yerr=[err], fmt="o", capsize=4, color=f"C{k}")
             ax.axhline(0.0, color="0.6", lw=0.8)
-            ax.set_xticks(range(len(estimates)), [n for n, _, _ in estimates])
-            ax.set(ylabel=rf"$\ln Z - \ln Z_{{\rm {estimates[0][0]}}}$", title=title)
+            ax.set_xticks(range(len(at_beta0)), [n for n, *_ in at_beta0])
+            ax.set(ylabel=rf"$\ln Z - \ln Z_{{\rm {at_beta0[0][0]}}}$", title=title)
             fig.tight_layout()
             return fig
         if mbar:
             betas, log_z = np.asarray(mbar["betas"]), np.asarray(mbar["log_z"])
-            ref = np.asarray(mbar["exact_log_z"]) if mbar.get("exact_log_z") \
-                else np.zeros_like(betas)
-            ax.errorbar(betas, log_z - ref, yerr=mbar["log_z_err"], fmt="o", ms=3, capsize=2,
+            ax.errorbar(betas, log_z - np.asarray(mbar["exact_log_z"]), yerr=mbar["log_z_err"],
+                        fmt="o", ms=3, capsize=2,
                         label=f"MBAR ({mbar['anchor']} anchor, {mbar['runs']} runs; min. "
                               f"neighbour overlap {mbar['overlap_min']:.3f})")
-        beta0 = mbar["betas"][-1] if mbar else (result or {}).get("beta0", 1.0)
-        for value, err, fmt, color, label in points:
-            ax.errorbar([beta0], [value - ref0], yerr=[err], fmt=fmt, color=color, capsize=3,
-                        label=label)
-        if exact is not None:
-            ax.axhline(0.0, color="k", lw=0.8, label="exact")
+        beta0 = mbar["betas"][-1] if mbar else (result or importance)["beta0"]
+        for _, value, err, fmt, color, label in at_beta0:
+            if fmt:
+                ax.errorbar([beta0], [value - exact["log_z"]], yerr=[err], fmt=fmt, color=color,
+                            capsize=3, label=label)
+        ax.axhline(0.0, color="k", lw=0.8, label="exact")
         ax.set(xlabel=r"$\beta$ (1/J)",
                ylabel=r"$\ln Z - \ln Z_{\rm exact}$", title=title)
         ax.legend(fontsize=8)

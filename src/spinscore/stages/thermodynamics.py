@@ -49,11 +49,17 @@ def thermo(config: RunConfig, types: np.ndarray, out: str | Path, *, beta0: floa
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_figure(thermo_figure(result, exact, mbar, importance), out / "thermo.png")
-    first = result if result else {"log_z": mbar["log_z"][-1], "log_z_err": mbar["log_z_err"][-1]} \
-        if mbar else importance
+    estimates = {}  # route -> (ln Z(beta0), its error); the first is the record's log_z
+    if result:
+        estimates["ti"] = (result["log_z"], result["log_z_err"])
+    if mbar:
+        estimates["mbar"] = (mbar["log_z"][-1], mbar["log_z_err"][-1])
+    if importance:
+        estimates["is"] = (importance["log_z"], importance["log_z_err"])
+    log_z, log_z_err = next(iter(estimates.values()))
     main = _listed(result) if result else {
-        "log_z": first["log_z"], "log_z_err": first["log_z_err"], "beta0": beta0,
-        "length": len(types), "runs": runs, "sweeps": sweeps, "seed": seed}
+        "log_z": log_z, "log_z_err": log_z_err, "beta0": beta0, "length": len(types),
+        "runs": runs, "sweeps": sweeps, "seed": seed}
     record = {
         "sequence": system.sequence_text(types),
         "methods": list(methods),
@@ -72,18 +78,12 @@ def thermo(config: RunConfig, types: np.ndarray, out: str | Path, *, beta0: floa
         "system": config.model_dump(mode="json")["system"],
         "code_version": {"spinscore": __version__, "git_commit": io.git_commit()},
     }
-    if importance and (result or mbar):
-        ref = result["log_z"] if result else mbar["log_z"][-1]
-        ref_err = result["log_z_err"] if result else mbar["log_z_err"][-1]
-        diff = importance["log_z"] - ref
-        sigma = float(np.hypot(importance["log_z_err"], ref_err))
-        record["importance_minus_" + ("ti" if result else "mbar")] = {
-            "difference": diff, "sigma": sigma, "in_sigma": abs(diff) / sigma if sigma else None}
-    if result and mbar:
-        diff = mbar["log_z"][-1] - result["log_z"]
-        sigma = float(np.hypot(mbar["log_z_err"][-1], result["log_z_err"]))
-        record["mbar_minus_ti"] = {"difference": diff, "sigma": sigma,
-                                   "in_sigma": abs(diff) / sigma if sigma > 0 else None}
+    reference = next((route for route in ("ti", "mbar") if route in estimates), None)
+    if "is" in estimates and reference:
+        record[f"importance_minus_{reference}"] = _difference(estimates["is"],
+                                                             estimates[reference])
+    if "ti" in estimates and "mbar" in estimates:
+        record["mbar_minus_ti"] = _difference(estimates["mbar"], estimates["ti"])
     write_json(out / "thermo.json", record)
     return record
 
@@ -113,8 +113,15 @@ def _importance(config: RunConfig, types: np.ndarray, beta0: float, checkpoint, 
     energy = system_energy(sites, spins,
                            system_couplings(sites, types, config.system.coupling_table()))
     result = importance_estimate(-beta0 * energy - log_q, {"energy": energy}, seed=seed)
-    return {**result, "mean_energy_generated": float(energy.mean()), "checkpoint": str(checkpoint),
-            "model_t_min": d.t_min, **timings, "wall_time_s": time.perf_counter() - start}
+    return {**result, "beta0": beta0, "mean_energy_generated": float(energy.mean()),
+            "checkpoint": str(checkpoint), "model_t_min": d.t_min, **timings,
+            "wall_time_s": time.perf_counter() - start}
+
+
+def _difference(a: tuple[float, float], b: tuple[float, float]) -> dict:
+    """a − b of two (value, standard error) estimates, in combined standard errors."""
+    diff, sigma = a[0] - b[0], float(np.hypot(a[1], b[1]))
+    return {"difference": diff, "sigma": sigma, "in_sigma": abs(diff) / sigma if sigma > 0 else None}
 
 
 def _listed(d: dict) -> dict:
