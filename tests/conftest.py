@@ -71,3 +71,15 @@ def small_dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "small.h5"
     simulate_dataset(make_config(), out, threads=2, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def j3_dataset(tmp_path_factory) -> Path:
+    """The small data set's chains with an extra J3 term (an OOD set)."""
+    from spinscore.sampling.simulate import simulate_dataset
+
+    system = copy.deepcopy(PAPER_SYSTEM)
+    system["couplings"][3] = {"AA": 0.3, "AB": 0.2, "BB": 0.1}
+    out = tmp_path_factory.mktemp("ood") / "j3.h5"
+    simulate_dataset(make_config(system), out, threads=2, progress=False)
+    return out

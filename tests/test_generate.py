@@ -256,17 +256,19 @@ def test_partition_end_to_end_with_a_boltzmann_stand_in(tmp_path, small_dataset,
     monkeypatch.setattr(checkpoint, "load_model", load_with_oracle)
     out = tmp_path / "part"
     settings = PartitionSettings(per_temperature=4, seed=3, tolerance=1e-3, fit_temperatures=2,
-                                 ti_points=5, ti_runs=2, ti_sweeps=20)
+                                 ti_points=5, ti_runs=2, ti_sweeps=20, fit_snapshots=3)
     result = stages.partition(ckpt, small_dataset, index, out, settings, threads=1)
-    assert result["length"] == ds.length[index] and result["n_configurations"] == 4 * 4
+    assert result["length"] == ds.length[index] and result["n_configurations"] == 4 * 4 + 3
     assert result["alpha"] > 0 and np.isfinite(result["log_z_ti"])
     assert result["gap"] == pytest.approx(result["plateau"] + result["log_z_ti"])
     saved = json.loads((out / "partition.json").read_text())
     points = saved["points"]
-    assert len(points["energy"]) == 16 and sum(points["low"]) == 8
+    # fit_snapshots more at the data temperature, fitted with the coldest two temperatures
+    assert len(points["energy"]) == 19 and sum(points["low"]) == 11 and result["n_fit"] == 11
+    assert np.allclose(points["temperature"][16:], 0.05) and all(points["low"][16:])
     # the temperatures come from the ladder, coldest last; hotter runs have higher energies
-    temps = np.asarray(points["temperature"])
+    temps = np.asarray(points["temperature"][:16])
     assert np.isclose(temps.min(), 0.05) and np.all(np.diff(temps[::4]) < 0)
-    energy = np.asarray(points["energy"]).reshape(4, 4).mean(1)
+    energy = np.asarray(points["energy"][:16]).reshape(4, 4).mean(1)
     assert energy[0] > energy[-1]
     assert (out / "partition.png").stat().st_size > 0

@@ -52,6 +52,21 @@ def test_resume_gives_the_same_weights(tmp_path, small_dataset):
     assert (tmp_path / "a" / "loss_curve.png").exists()
 
 
+def test_early_checkpoint_is_the_state_at_its_step(tmp_path, small_dataset):
+    """early.pt holds the run at round(fraction x steps), whether or not the run crashed."""
+    cfg, _, _ = tiny_config(tmp_path, early_checkpoint=0.25)  # 8 steps: kept after step 2
+    train(cfg, small_dataset, tmp_path / "a", progress=False, max_steps=2)
+    at_two = weights(tmp_path / "a")
+    train(cfg, small_dataset, tmp_path / "a", resume=True, progress=False)
+    early = torch.load(tmp_path / "a" / "early.pt", weights_only=True)
+    assert early["step"] == 2 and weights(tmp_path / "a")["step"] == 8
+    for key in at_two["model"]:
+        assert torch.equal(early["model"][key], at_two["model"][key]), key
+    cfg, _, _ = tiny_config(tmp_path, early_checkpoint=0)
+    train(cfg, small_dataset, tmp_path / "none", progress=False)
+    assert not (tmp_path / "none" / "early.pt").exists()
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_match_one(tmp_path, small_dataset):
     cfg, cfg_path, sets = tiny_config(tmp_path, samples=48)

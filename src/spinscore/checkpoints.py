@@ -84,6 +84,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+EARLY_CHECKPOINT = "early.pt"  # the under-trained state (TrainConfig.early_checkpoint)
+
 # What a checkpoint's `meta` must hold to rebuild its model and check data against it.
 META_FIELDS = ("types", "max_range", "max_length", "output_scale")
 

@@ -28,6 +28,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from spinscore import stages
+from spinscore.checkpoints import EARLY_CHECKPOINT
 from spinscore.config import RunConfig, load_config
 from spinscore.errors import AnalysisError, SpinscoreError
 from spinscore.io import atomic_write_bytes
@@ -249,9 +250,14 @@ def _mixing(run: Run, stage_dir: Path) -> dict:
 def _ood(run: Run, stage_dir: Path) -> dict:
     sets = {name.removeprefix("ood_"): run.data(name) for name in run.datasets
             if name.startswith("ood_")}
+    early = run.checkpoint.with_name(EARLY_CHECKPOINT)
     summary = stages.ood(run.checkpoint, run.data("test"), sets, stage_dir,
-                         run.config.analysis.t_eval, progress=run.inner)
-    return {name: s.get("auc") for name, s in summary["sets"].items()}
+                         run.config.analysis.t_eval, progress=run.inner,
+                         trust=run.config.analysis.trust,
+                         early_checkpoint=early if early.exists() else None)
+    trust = summary["trust"]
+    return {**{name: s.get("auc") for name, s in summary["sets"].items()},
+            "trust_auc": trust["auc_unreliable"], "trust_best": trust["best_flag"]}
 
 
 def _generate(run: Run, stage_dir: Path) -> dict:
@@ -294,7 +300,8 @@ def plan(run: Run) -> list[tuple[str, list[str], list[str], Callable[[Path], dic
     ood_sets = [f"simulate_{name}" for name in run.datasets if name.startswith("ood_")]
     steps += [
         ("mixing", ["simulate_train"], [f"n={rc.mixing_sequences}"], partial(_mixing, run)),
-        ("ood", ["train", "simulate_test", *ood_sets], [f"t_eval={ac.t_eval}"],
+        ("ood", ["train", "simulate_test", *ood_sets],
+         [f"t_eval={ac.t_eval}", ac.trust.model_dump_json()],
          partial(_ood, run)),
         ("generate", ["train", "simulate_test"],
          [f"n={rc.generate} seq={rc.partition_sequence}", config.to_yaml(("generation",))],

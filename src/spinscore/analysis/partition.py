@@ -34,28 +34,34 @@ LIKELIHOOD_BATCH = 32  # configurations per probability-flow solve (shared steps
 
 def ladder_snapshots(system: SystemConfig, sim: SimulationConfig, types: np.ndarray,
                      per_temperature: int, seed: int = 0, threads: int = 1,
-                     progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                     progress: bool = False, extra: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Equilibrium snapshots of one sequence at every temperature of the simulation ladder.
 
     Run k uses the ladder truncated at T_k (`temperatures = ladder[: k + 1]`, hottest first),
     so its coldest replica, the one `simulate_chain` records, is at T_k, with the burn-in,
-    thinning and swaps of `sim`; run k has its own random stream (seed, k). Returns spins
-    (R·M, L, 3) float64 and their temperatures (R·M,), M = per_temperature, coldest last.
+    thinning and swaps of `sim`; run k has its own random stream (seed, k). `extra` more
+    snapshots at the data temperature come from one more run on the whole ladder (stream
+    (seed, R)). Returns spins (R·M + extra, L, 3) float64 and their temperatures, M =
+    per_temperature, coldest last.
     """
     from spinscore.sampling.remc import simulate_chain, temperature_ladder
 
     ladder = temperature_ladder(system.temperature, sim.t_max, sim.replicas)
     run = sim.model_copy(update={"snapshots": per_temperature, "seed": seed})
+    jobs = [(run, k, ladder[: k + 1]) for k in range(len(ladder))]
+    if extra:
+        jobs.append((sim.model_copy(update={"snapshots": extra, "seed": seed}), len(ladder),
+                     ladder))
     with (ThreadPoolExecutor(max_workers=threads) as pool,
-          tqdm(total=len(ladder), desc="REMC per T", disable=not progress, leave=False) as bar):
-        futures = [pool.submit(simulate_chain, system, run, k, types, ladder[: k + 1])
-                   for k in range(len(ladder))]
+          tqdm(total=len(jobs), desc="REMC per T", disable=not progress, leave=False) as bar):
+        futures = [pool.submit(simulate_chain, system, r, k, types, temps)
+                   for r, k, temps in jobs]
         results = []
         for f in futures:
             results.append(f.result())
             bar.update(1)
     spins = np.concatenate([r.spins for r in results])
-    return spins, np.repeat(ladder, per_temperature)
+    return spins, np.concatenate([np.repeat(ladder, per_temperature), np.full(extra, ladder[-1])])
 
 
 def calibrate(log_p: np.ndarray, beta_energy: np.ndarray, low: np.ndarray) -> dict:
@@ -128,7 +134,8 @@ def partition_analysis(model, config, types: np.ndarray, settings: PartitionSett
         "divergence": ps.divergence, "n_probes": ps.probes if ps.divergence == "hutchinson"
         else None, "rtol": ps.tolerance, "atol": ps.tolerance,
         "per_temperature": ps.per_temperature, "seed": ps.seed,
-        "fit_temperatures": ps.fit_temperatures, "n_fit": int(low.sum()), **solver,
+        "fit_temperatures": ps.fit_temperatures, "fit_snapshots": ps.fit_snapshots,
+        "n_fit": int(low.sum()), **solver,
         "n_configurations": len(energies),
         "timings": {**timings, "total_s": sum(timings.values())},
         "points": {"temperature": temps.tolist(), "energy": energies.tolist(),
@@ -150,7 +157,7 @@ def _ladder_log_p(model, config, types: np.ndarray, ps: PartitionSettings, threa
     sites = system_from_config(system)
     tick = time.perf_counter()
     spins, temps = ladder_snapshots(system, config.simulation, types, ps.per_temperature,
-                                    ps.seed, threads, progress)
+                                    ps.seed, threads, progress, extra=ps.fit_snapshots)
     energies = system_energy(sites, spins, system_couplings(sites, types, system.coupling_table()))
     timings = {"remc_s": time.perf_counter() - tick}
     tick = time.perf_counter()

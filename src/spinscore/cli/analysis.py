@@ -8,10 +8,11 @@ import click
 
 from spinscore import stages
 from spinscore.cli.base import _validated, checkpoint_option, main
-from spinscore.config.analysis import AnalysisConfig, PartitionSettings
+from spinscore.config.analysis import AnalysisConfig, PartitionSettings, TrustSettings
 from spinscore.errors import SpinscoreError
 
 _PARTITION = PartitionSettings()  # the defaults of the partition options
+_TRUST = TrustSettings()  # the defaults of the trust-pool options
 
 
 @main.command()
@@ -84,20 +85,38 @@ def _times(text: str, option: str) -> list[float] | None:
               help="Diffusion time at which the network is queried (default: the model's "
                    "smallest training time: 1e-3 for the presets, 1e-4 for the published "
                    "checkpoints).")
+@click.option("--trust-configurations", type=int, default=_TRUST.configurations,
+              show_default=True,
+              help="Configurations per set of the trust-flag pool (force error against the "
+                   "truth, and which flag predicts it); 0: no pool.")
+@click.option("--early-checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="An under-trained checkpoint (train/early.pt) whose reading of the test "
+                   "snapshots joins the trust pool.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def ood(checkpoint, data_path, ood_sets, out, t_eval, quiet):
+def ood(checkpoint, data_path, ood_sets, out, t_eval, trust_configurations, early_checkpoint,
+        quiet):
     """ROC AUCs of the OOD flags (explained variance on the local basis, configurational
-    temperature, and the two combined) for each OOD set."""
+    temperature, and the two combined) for each OOD set; and the trust flag: which flag
+    predicts the network's force error."""
     sets = {}
     for item in ood_sets:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise SpinscoreError(f"--ood: expected NAME=PATH.h5, got {item!r}")
         sets[name] = path
-    summary = stages.ood(checkpoint, data_path, sets, out, t_eval, progress=not quiet)
+    trust = None if trust_configurations == 0 else _validated(
+        TrustSettings, {"configurations": trust_configurations})
+    summary = stages.ood(checkpoint, data_path, sets, out, t_eval, progress=not quiet,
+                         trust=trust, early_checkpoint=early_checkpoint)
     for name, entry in summary["sets"].items():
         auc = f"   AUC {entry['auc']:.4f}" if "auc" in entry else ""
         click.echo(f"{name:<20} EV median {entry['ev_median']:.5f}  5% {entry['ev_q05']:.5f}{auc}")
+    if trust is not None:
+        t = summary["trust"]
+        aucs = ", ".join(f"{k} {'-' if v is None else f'{v:.3f}'}"
+                         for k, v in t["auc_unreliable"].items())
+        click.echo(f"trust: {t['unreliable']} of {t['pool']} unreliable (e > "
+                   f"{t['threshold']:.4f}); AUC {aucs}")
     click.echo(f"wrote {Path(out) / 'ood.json'} and {Path(out) / 'ood.png'}")
 
 @main.command()
@@ -112,13 +131,19 @@ def ood(checkpoint, data_path, ood_sets, out, t_eval, quiet):
 @click.option("--divergence", type=click.Choice(["exact", "hutchinson"]),
               default=_PARTITION.divergence, show_default=True,
               help="Divergence of the probability-flow ODE.")
+@click.option("--fit-snapshots", type=int, default=_PARTITION.fit_snapshots,
+              show_default=True,
+              help="More snapshots at the data temperature for the fit of alpha (its error "
+                   "falls as 1/sqrt of the fitted configurations).")
 @click.option("--seed", type=int, default=_PARTITION.seed, show_default=True,
               help="Seed of REMC, TI, probes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def partition(checkpoint, data_path, sequence_index, out, per_temperature, divergence, seed, quiet):
+def partition(checkpoint, data_path, sequence_index, out, per_temperature, divergence,
+              fit_snapshots, seed, quiet):
     """Calibrate the learned density against the energy and compare -ln Z with TI (Fig. 3)."""
     settings = _validated(PartitionSettings, {"per_temperature": per_temperature,
-                                              "divergence": divergence, "seed": seed})
+                                              "divergence": divergence,
+                                              "fit_snapshots": fit_snapshots, "seed": seed})
     r = stages.partition(checkpoint, data_path, sequence_index, out, settings,
                          progress=not quiet)
     click.echo(f"alpha {r['alpha']:.4f} +- {r['alpha_err']:.4f}, plateau {r['plateau']:.3f} "

@@ -6,7 +6,7 @@ file, the key and what was expected (`ConfigError`).
 """
 
 
-from spinscore.config.analysis import AnalysisConfig, PartitionSettings
+from spinscore.config.analysis import AnalysisConfig, PartitionSettings, TrustSettings
 from spinscore.config.load import apply_override, load_config, parse_config
 from spinscore.config.sections import (
     DATA_SECTIONS,
@@ -22,6 +22,6 @@ from spinscore.config.sections import (
 from spinscore.config.system import SystemConfig
 
 __all__ = ["DATA_SECTIONS", "AnalysisConfig", "DiffusionConfig", "GenerationConfig", "ModelConfig",
-           "PartitionSettings", "ReproduceConfig", "RunConfig", "SimulationConfig",
+           "PartitionSettings", "TrustSettings", "ReproduceConfig", "RunConfig", "SimulationConfig",
            "SystemConfig", "TimeComponent", "TrainConfig", "apply_override", "load_config",
            "parse_config"]

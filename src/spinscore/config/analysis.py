@@ -22,6 +22,8 @@ class PartitionSettings(_Frozen):
     # held to 1e-3 nats per spin by the quadrature (diffusion.likelihood)
     tolerance: float = Field(default=1e-5, gt=0)
     fit_temperatures: int = Field(default=1, gt=0)  # coldest ladder temperatures in the fit
+    # more snapshots at the data temperature, for alpha's error (it falls as 1/sqrt(n_fit))
+    fit_snapshots: int = Field(default=0, ge=0)
     ti_points: int = Field(default=100, ge=3)  # beta grid of the TI (Simpson)
     ti_runs: int = Field(default=8, ge=2)  # independent REMC runs: the TI error bar
     ti_sweeps: int = Field(default=4000, gt=0)  # measurement sweeps per run
@@ -29,11 +31,28 @@ class PartitionSettings(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> PartitionSettings:
-        if self.per_temperature * self.fit_temperatures < 3:
+        if self.per_temperature * self.fit_temperatures + self.fit_snapshots < 3:
             raise ValueError(
-                f"per_temperature x fit_temperatures: the fit of alpha needs at least 3 "
-                f"configurations, got {self.per_temperature} x {self.fit_temperatures}")
+                f"per_temperature x fit_temperatures + fit_snapshots: the fit of alpha needs "
+                f"at least 3 configurations, got {self.per_temperature} x "
+                f"{self.fit_temperatures} + {self.fit_snapshots}")
         return self
+
+
+class TrustSettings(_Frozen):
+    """The trust-flag pool of the ood stage (`analysis.trust`): configurations drawn per set,
+    and the probability-flow log-likelihood of each (a flag: Hutchinson's estimator is
+    unbiased and its noise is small against the spread between sets)."""
+
+    # per set of the pool; the likelihood of the quick preset's longer chains (L <= 100)
+    # takes ~2.5 s per configuration here, the rest 0.3 s
+    configurations: int = Field(default=32, ge=8)
+    divergence: Literal["exact", "hutchinson"] = "hutchinson"
+    probes: int = Field(default=1, gt=0)
+    # rtol = atol of the trajectory (radians): the flag of the quick model changes by < 0.02
+    # nats per site from 1e-4, against a spread of ~0.5 within a set
+    tolerance: float = Field(default=1e-3, gt=0)
+    seed: int = Field(default=0, ge=0)
 
 
 class AnalysisConfig(_Frozen):
@@ -47,6 +66,7 @@ class AnalysisConfig(_Frozen):
     bootstrap: int = Field(default=200, ge=0)  # resamples over test sequences
     batch_size: int = Field(default=128, gt=0)  # snapshots per network call
     partition: PartitionSettings = PartitionSettings()
+    trust: TrustSettings = TrustSettings()
 
     @model_validator(mode="after")
     def _check(self) -> AnalysisConfig:

@@ -127,6 +127,9 @@ class TrainConfig(_Frozen):
     grad_clip: float = Field(default=1.0, gt=0)
     ema_decay: float = Field(default=0.999, ge=0, lt=1)
     checkpoint_every: int = Field(default=200, gt=0)  # optimizer steps
+    # fraction of the steps after which the state is also kept as early.pt: an under-trained
+    # model (the ood stage reads its raw weights) for the trust-flag pool. 0: none.
+    early_checkpoint: float = Field(default=0.1, ge=0, lt=1)
     log_every: int = Field(default=10, gt=0)
     seed: int = Field(default=0, ge=0)
 

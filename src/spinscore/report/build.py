@@ -126,6 +126,11 @@ def collect_metrics(run_dir: Path, records: dict[str, dict]) -> dict:
         if "auc" in entry:
             checks[f"OOD AUC {name}"] = {"value": entry["auc"], "target": ">= 0.95",
                                          "met": entry["auc"] >= 0.95}
+    trust = (metrics["ood"] or {}).get("trust")
+    if trust:
+        best = max((v for v in trust["auc_unreliable"].values() if v is not None), default=None)
+        checks["trust flag: best AUC for unreliable configurations"] = {
+            "value": best, "target": ">= 0.9", "met": None if best is None else best >= 0.9}
     direct = _get(metrics, ("extraction", "direct_w"))
     if direct and is_paper_system(metrics["extraction"]["parameters"]):
         beaten = [k for k in DIRECT_W_NAMES if _better(k, direct[k], REVISED_DIRECT_W[k])]
@@ -263,4 +268,18 @@ def _ood_section(m: dict, run_dir: Path) -> str:
               s.get("auc_explained_variance"), s.get("auc_configurational_temperature"),
               s.get("auc")] for name, s in m["ood"]["sets"].items()]))
     parts.append(_img(run_dir / "ood" / "ood.png", "OOD flag distributions and ROC curves"))
+    trust = (m["ood"] or {}).get("trust")
+    if trust:
+        flags = list(trust["auc_unreliable"])
+        parts.append(f"<h3>Trust flag</h3><p>{trust['unreliable']} of {trust['pool']} "
+                     f"configurations unreliable: force error above "
+                     f"{trust['threshold']:.4g} (twice the in-distribution median).</p>")
+        rows = [["AUC for unreliable", "", "", *trust["auc_unreliable"].values()]]
+        rows += [[name, s["error_median"], s["unreliable_fraction"],
+                  *(s.get("drift_auc", {}).get(f) for f in flags)]
+                 for name, s in trust["sets"].items()]
+        parts.append(_table(["set", "median error", "unreliable share",
+                             *(f"drift AUC ({f})" for f in flags)], rows))
+        parts.append(_img(run_dir / "ood" / "trust.png",
+                          "relative force error against each trust flag"))
     return "".join(parts)

@@ -86,3 +86,34 @@ def partition_figure_of(result: dict, title: str = ""):
     return partition_figure(np.asarray(p["energy"]), np.asarray(p["log_p"]),
                             np.asarray(p["temperature"]), result["beta"], fit, result["log_z_ti"],
                             result["log_z_ti_err"], title=title)
+
+
+def trust_figure(pool: dict[str, dict[str, np.ndarray]], summary: dict):
+    """The network's relative force error e against each trust flag, one point per
+    configuration coloured by its set, the unreliable threshold dashed; each panel's title has
+    the flag's AUC for unreliable configurations. pool: {set: {flag: (n,), "error": (n,)}}
+    (`analysis.trust.trust_pool` after `trust_summary`)."""
+    from spinscore.analysis.trust import FLAGS
+
+    names = (*FLAGS, "combined")
+    labels = {"explained_variance": "1 - explained variance",
+              "configurational_temperature": r"$|\ln\theta|$",
+              "log_likelihood": r"$-\log p_\theta(x)\,/\,N$ (nats per site)",
+              "combined": "combined (1 - min empirical p)"}
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4.2))
+    for ax, name in zip(axes, names, strict=True):
+        finite = np.concatenate([v[name][np.isfinite(v[name])] for v in pool.values()])
+        cap = 2 * finite.max() if finite.size else 1.0  # +inf (theta <= 0) drawn at the cap
+        for k, (s, v) in enumerate(pool.items()):
+            ax.scatter(np.minimum(v[name], cap), v["error"], s=6, alpha=0.6, color=f"C{k}",
+                       label=s)
+        ax.axhline(summary["threshold"], color="k", ls="--", lw=0.8)
+        auc = summary["auc_unreliable"][name]
+        ax.set(xlabel=labels[name], yscale="log",
+               title=f"AUC (unreliable) {auc:.3f}" if auc is not None else "AUC: one class")
+        if name != "log_likelihood":
+            ax.set_xscale("symlog", linthresh=1e-4)
+    axes[0].set_ylabel(r"relative force error $|s_\theta - \beta F| / |\beta F|$")
+    axes[0].legend(fontsize=7, markerscale=2)
+    fig.tight_layout()
+    return fig

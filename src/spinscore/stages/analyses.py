@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from spinscore import __version__, checkpoints
-from spinscore.config import AnalysisConfig, PartitionSettings
+from spinscore.config import AnalysisConfig, PartitionSettings, TrustSettings
 from spinscore.errors import SpinscoreError
 from spinscore.io import read_dataset
 from spinscore.stages.data import write_json
@@ -120,21 +121,45 @@ def _per_config(model, ds, t_eval, batch_size, progress, out: Path) -> None:
 
 
 def ood(checkpoint, data, ood_paths: dict[str, str], out, t_eval: float | None = None,
-        progress: bool = True) -> dict:
+        progress: bool = True, *, trust: TrustSettings | None = None,
+        early_checkpoint: str | Path | None = None) -> dict:
     """`spinscore ood`: ood.json (EVs summarised, AUCs) and ood.png in `out`; the network is
-    read at `t_eval` (default: the checkpoint's smallest training time)."""
+    read at `t_eval` (default: the checkpoint's smallest training time). With `trust` also the
+    trust-flag pool (`analysis.trust`; the under-trained set from `early_checkpoint`, read
+    with its raw weights): ood.json's "trust" and trust.png."""
     from spinscore.analysis.ood import ood_report
     from spinscore.report.figures import ood_figure, save_figure
 
     model, _, meta = checkpoints.load_model(checkpoint)
     t_eval = AnalysisConfig(t_eval=t_eval).eval_time(meta["trained_t"])
+    in_data = read_dataset(data)
     sets = {name: read_dataset(path) for name, path in ood_paths.items()}
-    summary, flags = ood_report(model, meta, read_dataset(data), sets, t_eval, progress)
+    summary, flags = ood_report(model, meta, in_data, sets, t_eval, progress)
     summary["checkpoint"] = str(checkpoint)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if trust is not None:
+        summary["trust"] = _trust(model, meta, in_data, sets, t_eval, trust, early_checkpoint,
+                                  out / "trust.png")
     write_json(out / "ood.json", summary)
     save_figure(ood_figure(flags, summary), out / "ood.png")
+    return summary
+
+
+def _trust(model, meta, in_data, sets, t_eval, settings, early_checkpoint, png: Path) -> dict:
+    from spinscore.analysis.trust import trust_pool, trust_summary
+    from spinscore.report.diffusion_figures import trust_figure
+    from spinscore.report.figures import save_figure
+
+    early = None
+    if early_checkpoint is not None:
+        early = checkpoints.load_model(early_checkpoint, ema=False)[0]
+    tick = time.perf_counter()
+    pool = trust_pool(model, meta, in_data, sets, t_eval, settings, early)
+    summary = trust_summary(pool)
+    summary.update(settings=settings.model_dump(), seconds=time.perf_counter() - tick,
+                   early_checkpoint=None if early_checkpoint is None else str(early_checkpoint))
+    save_figure(trust_figure(pool, summary), png)
     return summary
 
 

@@ -24,6 +24,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from spinscore.checkpoints import (
+    EARLY_CHECKPOINT,
     build_model,
     check_compatible,
     checkpoint_config,
@@ -143,6 +144,8 @@ def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume:
         bar.update(1)
         if ddp.main and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == stop):
             _save(last, model, ema, opt, sched, step + 1, config, meta, window)
+        if ddp.main and step + 1 == round(tc.early_checkpoint * total_steps):
+            _save(out / EARLY_CHECKPOINT, model, ema, opt, sched, step + 1, config, meta, window)
     bar.close()
     if ddp.main:
         metrics.close()
