@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from tqdm import tqdm
 
 from conftest import REPO
@@ -65,7 +66,8 @@ TINY_PRESET = {
     "model": {"single_dim": 8, "pair_dim": 4, "blocks": 1, "heads": 2, "transition": 1,
               "max_distance": 4},
     "train": {"samples": 2048, "batch_size": 32, "lr": 0.01, "checkpoint_every": 20, "log_every": 4},
-    "analysis": {"bootstrap": 5, "partition": {"per_temperature": 4}},
+    "analysis": {"bootstrap": 5, "partition": {"per_temperature": 4},
+                 "trust": {"configurations": 8}},
     "reproduce": {"test_sequences": 6, "test_snapshots": 2, "ood_sequences": 4,
                   "ood_snapshots": 2, "ood_length": [24, 30], "generate": 4,
                   "mixing_sequences": 4},
@@ -98,6 +100,12 @@ def test_reproduce_end_to_end_on_a_tiny_preset(tmp_path):
     assert metrics["mixing"]["sequences"] == 16
     page = (out / "report.html").read_text()
     assert "Both versions of the paper" in page and "direct-W" in page
+    # the trust pool: every set, the under-trained state kept at 10 % of the 64 steps
+    trust = metrics["ood"]["trust"]
+    assert trust["early_checkpoint"].endswith("early.pt") and "Trust flag" in page
+    assert set(trust["sets"]) == {"in-distribution", "longer_chains", "higher_temperature",
+                                  "extra_range", "uniform", "under_trained"}
+    assert torch.load(out / "train" / "early.pt", weights_only=True)["step"] == 6
     first = (out / "stages" / "train.json").read_text()
     code, text = run(["reproduce", "--preset", str(preset), "--out", str(out), "--quiet"])
     assert code == 0, text

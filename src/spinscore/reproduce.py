@@ -255,9 +255,11 @@ def _ood(run: Run, stage_dir: Path) -> dict:
                          run.config.analysis.t_eval, progress=run.inner,
                          trust=run.config.analysis.trust,
                          early_checkpoint=early if early.exists() else None)
-    trust = summary["trust"]
-    return {**{name: s.get("auc") for name, s in summary["sets"].items()},
-            "trust_auc": trust["auc_unreliable"], "trust_best": trust["best_flag"]}
+    aucs = {name: s.get("auc") for name, s in summary["sets"].items()}
+    if "trust" in summary:
+        aucs.update(trust_auc=summary["trust"]["auc_unreliable"],
+                    trust_best=summary["trust"]["best_flag"])
+    return aucs
 
 
 def _generate(run: Run, stage_dir: Path) -> dict:
@@ -301,7 +303,7 @@ def plan(run: Run) -> list[tuple[str, list[str], list[str], Callable[[Path], dic
     steps += [
         ("mixing", ["simulate_train"], [f"n={rc.mixing_sequences}"], partial(_mixing, run)),
         ("ood", ["train", "simulate_test", *ood_sets],
-         [f"t_eval={ac.t_eval}", ac.trust.model_dump_json()],
+         [f"t_eval={ac.t_eval}", ac.trust.model_dump_json() if ac.trust else "no trust pool"],
          partial(_ood, run)),
         ("generate", ["train", "simulate_test"],
          [f"n={rc.generate} seq={rc.partition_sequence}", config.to_yaml(("generation",))],

@@ -66,7 +66,9 @@ class AnalysisConfig(_Frozen):
     bootstrap: int = Field(default=200, ge=0)  # resamples over test sequences
     batch_size: int = Field(default=128, gt=0)  # snapshots per network call
     partition: PartitionSettings = PartitionSettings()
-    trust: TrustSettings = TrustSettings()
+    # the trust-flag pool of the ood stage; null: none (its likelihoods cost ~3 s per
+    # configuration on a 9 x 9 lattice)
+    trust: TrustSettings | None = TrustSettings()
 
     @model_validator(mode="after")
     def _check(self) -> AnalysisConfig:

@@ -131,6 +131,12 @@ def collect_metrics(run_dir: Path, records: dict[str, dict]) -> dict:
         best = max((v for v in trust["auc_unreliable"].values() if v is not None), default=None)
         checks["trust flag: best AUC for unreliable configurations"] = {
             "value": best, "target": ">= 0.9", "met": None if best is None else best >= 0.9}
+        for name, entry in trust["sets"].items():
+            if "drift_auc" in entry:
+                flag = max(entry["drift_auc"], key=lambda k: entry["drift_auc"][k])
+                value = entry["drift_auc"][flag]
+                checks[f"drift AUC {name} (best: {flag})"] = {
+                    "value": value, "target": ">= 0.95", "met": value >= 0.95}
     direct = _get(metrics, ("extraction", "direct_w"))
     if direct and is_paper_system(metrics["extraction"]["parameters"]):
         beaten = [k for k in DIRECT_W_NAMES if _better(k, direct[k], REVISED_DIRECT_W[k])]

@@ -104,15 +104,16 @@ def trust_figure(pool: dict[str, dict[str, np.ndarray]], summary: dict):
     for ax, name in zip(axes, names, strict=True):
         finite = np.concatenate([v[name][np.isfinite(v[name])] for v in pool.values()])
         cap = 2 * finite.max() if finite.size else 1.0  # +inf (theta <= 0) drawn at the cap
+        log = name in ("explained_variance", "configurational_temperature")
         for k, (s, v) in enumerate(pool.items()):
-            ax.scatter(np.minimum(v[name], cap), v["error"], s=6, alpha=0.6, color=f"C{k}",
-                       label=s)
+            x = np.clip(v[name], 1e-6, cap) if log else v[name]
+            ax.scatter(x, v["error"], s=6, alpha=0.6, color=f"C{k}", label=s)
         ax.axhline(summary["threshold"], color="k", ls="--", lw=0.8)
         auc = summary["auc_unreliable"][name]
         ax.set(xlabel=labels[name], yscale="log",
                title=f"AUC (unreliable) {auc:.3f}" if auc is not None else "AUC: one class")
-        if name != "log_likelihood":
-            ax.set_xscale("symlog", linthresh=1e-4)
+        if log:
+            ax.set_xscale("log")
     axes[0].set_ylabel(r"relative force error $|s_\theta - \beta F| / |\beta F|$")
     axes[0].legend(fontsize=7, markerscale=2)
     fig.tight_layout()

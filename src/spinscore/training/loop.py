@@ -142,10 +142,12 @@ def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume:
             bar.set_postfix(loss_t=f"{losses_t.mean():.4g}", samples_per_s=f"{rate:.1f}")
             window = []
         bar.update(1)
-        if ddp.main and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == stop):
-            _save(last, model, ema, opt, sched, step + 1, config, meta, window)
+        # early.pt before checkpoint.pt: a run killed between the two resumes from before
+        # this step and writes early.pt again
         if ddp.main and step + 1 == round(tc.early_checkpoint * total_steps):
             _save(out / EARLY_CHECKPOINT, model, ema, opt, sched, step + 1, config, meta, window)
+        if ddp.main and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == stop):
+            _save(last, model, ema, opt, sched, step + 1, config, meta, window)
     bar.close()
     if ddp.main:
         metrics.close()
