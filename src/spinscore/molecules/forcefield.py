@@ -1,0 +1,150 @@
+"""amber14 systems with every force-field term in its own force group.
+
+OpenMM reports energies and forces per force group, so splitting the force field into one Force
+per term gives the per-term targets (bond, angle, proper and improper torsion, the four pair
+sectors, the solvent term) from a single context. The split is exact: the pieces are copies of
+the original forces with parameters zeroed, evaluated by the same kernels.
+"""
+
+import openmm
+from openmm import app
+
+# Term name -> the force group it is put in. "solvent" is present only with implicit solvent.
+TERMS: tuple[str, ...] = (
+    "bond", "angle", "proper", "improper", "lj", "coulomb", "lj14", "coulomb14", "solvent",
+)
+# CMMotionRemover does no work on the energy; it gets a group of its own, outside TERMS.
+MOTION_REMOVER_GROUP = 31
+
+_FORCEFIELD_FILES = {
+    "vacuum": ("amber14-all.xml",),
+    "implicit": ("amber14-all.xml", "implicit/obc2.xml"),
+}
+
+
+def build_unsplit_system(topology: app.Topology, solvent: str = "vacuum",
+                         remove_cm_motion: bool = True) -> openmm.System:
+    """The amber14 system as OpenMM's ForceField builds it, with all forces in group 0.
+
+    Flexible bonds (no constraints) and no cutoff. This is the reference the split system of
+    `build_system` must reproduce.
+
+    Args:
+        topology: the molecule; residue and atom names must match amber14's templates.
+        solvent: "vacuum" or "implicit" (OBC2 generalised Born with the ACE surface term).
+        remove_cm_motion: add a CMMotionRemover (then 3N − 3 degrees of freedom remain).
+
+    Returns:
+        The `openmm.System`; energies in kJ/mol, lengths in nm.
+    """
+    if solvent not in _FORCEFIELD_FILES:
+        raise ValueError(f"solvent must be one of {sorted(_FORCEFIELD_FILES)}, got {solvent!r}")
+    forcefield = app.ForceField(*_FORCEFIELD_FILES[solvent])
+    return forcefield.createSystem(
+        topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False,
+        removeCMMotion=remove_cm_motion,
+    )
+
+
+def is_proper(torsion: tuple[int, int, int, int], bonded: set[frozenset[int]]) -> bool:
+    """Whether the torsion i–j–k–l is a bonded chain (i–j, j–k, k–l all bonds).
+
+    amber impropers are written with the central atom third and are never such a chain.
+    """
+    i, j, k, l = torsion
+    return all(frozenset(p) in bonded for p in ((i, j), (j, k), (k, l)))
+
+
+def _split_torsions(force: openmm.PeriodicTorsionForce, bonded: set[frozenset[int]]):
+    """(proper, improper) PeriodicTorsionForces holding the torsions of `force`."""
+    proper, improper = openmm.PeriodicTorsionForce(), openmm.PeriodicTorsionForce()
+    for index in range(force.getNumTorsions()):
+        i, j, k, l, periodicity, phase, k_n = force.getTorsionParameters(index)
+        target = proper if is_proper((i, j, k, l), bonded) else improper
+        target.addTorsion(i, j, k, l, periodicity, phase, k_n)
+    return proper, improper
+
+
+def _nonbonded_piece(force: openmm.NonbondedForce, *, lj: bool, coulomb: bool,
+                     pairs: bool) -> openmm.NonbondedForce:
+    """A copy of `force` keeping one sector.
+
+    pairs=True keeps the exceptions (the scaled 1-4 pairs) and zeroes the particles' charges
+    and epsilons; pairs=False does the reverse. `lj` and `coulomb` choose which of the two
+    interactions survive. Exclusions (exceptions with zero parameters) are kept in every copy
+    so that no copy adds the 1-2 and 1-3 pairs back.
+    """
+    piece = openmm.XmlSerializer.clone(force)
+    for index in range(piece.getNumParticles()):
+        charge, sigma, epsilon = piece.getParticleParameters(index)
+        keep_q, keep_eps = coulomb and not pairs, lj and not pairs
+        piece.setParticleParameters(index, charge if keep_q else 0.0, sigma, epsilon if keep_eps else 0.0)
+    for index in range(piece.getNumExceptions()):
+        i, j, charge_prod, sigma, epsilon = piece.getExceptionParameters(index)
+        keep_q, keep_eps = coulomb and pairs, lj and pairs
+        piece.setExceptionParameters(
+            index, i, j, charge_prod if keep_q else 0.0, sigma, epsilon if keep_eps else 0.0
+        )
+    return piece
+
+
+def build_system(topology: app.Topology, solvent: str = "vacuum",
+                 remove_cm_motion: bool = True) -> tuple[openmm.System, dict[str, int]]:
+    """amber14 system with one force group per force-field term.
+
+    Terms (amber functional forms; OpenMM stores bond and angle constants as k_openmm = 2 k_amber,
+    energy ½ k_openmm (x − x0)²):
+        bond, angle: HarmonicBondForce, HarmonicAngleForce.
+        proper, improper: PeriodicTorsionForce split by the bond graph (`is_proper`).
+        lj, coulomb: Lennard-Jones and Coulomb between atoms more than three bonds apart.
+        lj14, coulomb14: the scaled 1-4 pairs (LJ / 2, Coulomb / 1.2).
+        solvent: the OBC2 generalised-Born and surface-area term (implicit solvent only).
+
+    The sum over groups equals the unsplit system's energy and forces (see
+    `build_unsplit_system`).
+
+    Args:
+        topology: the molecule; residue and atom names must match amber14's templates.
+        solvent: "vacuum" or "implicit".
+        remove_cm_motion: keep OpenMM's CMMotionRemover (group `MOTION_REMOVER_GROUP`).
+
+    Returns:
+        system: the `openmm.System` (kJ/mol, nm), no constraints, no cutoff.
+        groups: term name -> force group, in the order of `TERMS`, groups 0, 1, 2, ...
+    """
+    reference = build_unsplit_system(topology, solvent, remove_cm_motion)
+    bonded = {frozenset((a.index, b.index)) for a, b in topology.bonds()}
+    pieces: dict[str, openmm.Force] = {}
+    others: list[openmm.Force] = []
+    for force in reference.getForces():
+        if isinstance(force, openmm.HarmonicBondForce):
+            pieces["bond"] = openmm.XmlSerializer.clone(force)
+        elif isinstance(force, openmm.HarmonicAngleForce):
+            pieces["angle"] = openmm.XmlSerializer.clone(force)
+        elif isinstance(force, openmm.PeriodicTorsionForce):
+            pieces["proper"], pieces["improper"] = _split_torsions(force, bonded)
+        elif isinstance(force, openmm.NonbondedForce):
+            pieces["lj"] = _nonbonded_piece(force, lj=True, coulomb=False, pairs=False)
+            pieces["coulomb"] = _nonbonded_piece(force, lj=False, coulomb=True, pairs=False)
+            pieces["lj14"] = _nonbonded_piece(force, lj=True, coulomb=False, pairs=True)
+            pieces["coulomb14"] = _nonbonded_piece(force, lj=False, coulomb=True, pairs=True)
+        elif isinstance(force, openmm.CustomGBForce | openmm.GBSAOBCForce):
+            pieces["solvent"] = openmm.XmlSerializer.clone(force)
+        elif isinstance(force, openmm.CMMotionRemover):
+            others.append(openmm.XmlSerializer.clone(force))
+        else:
+            raise TypeError(f"unexpected force in the amber14 system: {type(force).__name__}")
+
+    system = openmm.System()
+    for index in range(reference.getNumParticles()):
+        system.addParticle(reference.getParticleMass(index))
+    groups: dict[str, int] = {}
+    for name in TERMS:
+        if name in pieces:
+            groups[name] = len(groups)
+            pieces[name].setForceGroup(groups[name])
+            system.addForce(pieces[name])
+    for force in others:
+        force.setForceGroup(MOTION_REMOVER_GROUP)
+        system.addForce(force)
+    return system, groups
