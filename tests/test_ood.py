@@ -155,3 +155,14 @@ def test_ood_command_and_errors(small_dataset, j3_dataset, tmp_path, monkeypatch
         explained_variance(model, ds, ds.config.system.types, 2, 1e-4, progress=False)
     with pytest.raises(SpinscoreError, match="site types"):
         explained_variance(model, ds, ("A", "C"), 2, 1e-4, progress=False)
+
+
+def test_temperature_flag_ranks_an_uphill_field_last():
+    """theta <= 0 (the learned field pushes uphill on average) is the least thermal of all:
+    flag +inf, never NaN, and the AUC counts it above every finite flag."""
+    from spinscore.analysis.ood import temperature_flag
+
+    theta = np.array([1.0, np.e, 1 / np.e, 0.0, -2.0])
+    np.testing.assert_array_equal(temperature_flag(theta), [0.0, 1.0, 1.0, np.inf, np.inf])
+    assert roc_auc(temperature_flag(np.array([0.9, 1.1, 1.3])),
+                   temperature_flag(np.array([-1.0, 5.0]))) == 1.0

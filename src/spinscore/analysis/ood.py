@@ -86,6 +86,13 @@ def configurational_temperature(model, ds: Dataset, t_eval: float,
     return theta
 
 
+def temperature_flag(theta: np.ndarray) -> np.ndarray:
+    """|ln theta|, and +inf where theta <= 0 (the learned field pushes uphill on average:
+    nothing like a thermal configuration, e.g. uniform spins)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(theta > 0, np.abs(np.log(np.where(theta > 0, theta, 1.0))), np.inf)
+
+
 def roc_auc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
     """Area under the ROC curve of a flag that is larger out of distribution:
     P(flag_out > flag_in) + P(tie)/2, from the Mann-Whitney U statistic."""
@@ -126,7 +133,7 @@ def ood_report(model, meta: dict, in_data: Dataset, ood_sets: dict[str, Dataset]
 
     def flags(v: dict) -> dict:
         return {"explained_variance": 1.0 - np.ravel(v["ev"]),
-                "configurational_temperature": np.abs(np.log(np.ravel(v["theta"])))}
+                "configurational_temperature": temperature_flag(np.ravel(v["theta"]))}
     set_flags = {name: flags(v) for name, v in values.items()}
     ref = set_flags["in-distribution"]
 
@@ -136,7 +143,8 @@ def ood_report(model, meta: dict, in_data: Dataset, ood_sets: dict[str, Dataset]
     summary = {"t_eval": t_eval, "flags": {
         "explained_variance": "1 - explained variance of the force on the local basis",
         "configurational_temperature": "|ln theta|, theta = sum |s|^2 / (-div s) of the "
-                                       "learned pairwise field (1 at the training temperature)",
+                                       "learned pairwise field (1 at the training "
+                                       "temperature; +inf where theta <= 0)",
         "combined": "1 - min of the two empirical p-values against the in-distribution set"},
         "sets": {}}
     for name, v in values.items():

@@ -31,6 +31,7 @@ from spinscore.analysis.ood import (
     empirical_p,
     explained_variance,
     roc_auc,
+    temperature_flag,
 )
 from spinscore.io import Dataset
 from spinscore.physics.hamiltonian import system_couplings, system_tangent_force
@@ -90,13 +91,6 @@ def negative_log_likelihood(model, ds: Dataset, t_min: float, t_max: float, *,
                                n_probes=probes, rtol=tolerance, atol=tolerance, generator=gen)
         out[b.seq, b.snap] = -res.log_p.numpy() / b.mask.sum(1)
     return out
-
-
-def temperature_flag(theta: np.ndarray) -> np.ndarray:
-    """|ln theta|, and +inf where theta <= 0 (the learned field pushes uphill on average:
-    nothing like a thermal configuration, e.g. uniform spins)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(theta > 0, np.abs(np.log(np.where(theta > 0, theta, 1.0))), np.inf)
 
 
 def flags_and_errors(model, meta: dict, ds: Dataset, t_eval: float, settings) -> dict:
