@@ -1,5 +1,6 @@
 """Molecular simulation with OpenMM (needs the `molecules` extra): alanine dipeptide from
-internal coordinates, amber14 systems split into per-term force groups, Langevin and NVE runs."""
+internal coordinates, amber14 systems split into per-term force groups, Langevin and NVE runs,
+crash-safe sets of independent trajectories in HDF5, Ramachandran basin populations."""
 
 from spinscore.molecules.alanine import (
     PHI_ATOMS,
@@ -9,9 +10,11 @@ from spinscore.molecules.alanine import (
     dihedral_deg,
     place_atom,
 )
+from spinscore.molecules.datafile import MoleculeData, read_molecule_data
 from spinscore.molecules.forcefield import (
     MOTION_REMOVER_GROUP,
     TERMS,
+    atom_types,
     build_system,
     build_unsplit_system,
     is_proper,
@@ -29,8 +32,33 @@ from spinscore.molecules.md import (
     openmm_seeds,
     run_langevin,
 )
+from spinscore.molecules.ramachandran import (
+    BASINS,
+    BasinPopulations,
+    backbone_dihedrals,
+    basin_labels,
+    basin_populations,
+)
+from spinscore.molecules.trajectories import (
+    Molecule,
+    TrajectorySettings,
+    simulate_trajectories,
+    trajectory_seeds,
+)
 
 __all__ = [
+    "BASINS",
+    "BasinPopulations",
+    "Molecule",
+    "MoleculeData",
+    "TrajectorySettings",
+    "atom_types",
+    "backbone_dihedrals",
+    "basin_labels",
+    "basin_populations",
+    "read_molecule_data",
+    "simulate_trajectories",
+    "trajectory_seeds",
     "MOLAR_GAS_CONSTANT",
     "MOTION_REMOVER_GROUP",
     "PHI_ATOMS",

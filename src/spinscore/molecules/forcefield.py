@@ -148,3 +148,34 @@ def build_system(topology: app.Topology, solvent: str = "vacuum",
         force.setForceGroup(MOTION_REMOVER_GROUP)
         system.addForce(force)
     return system, groups
+
+
+def atom_types(topology: app.Topology, solvent: str = "vacuum") -> tuple[list[str], list[str]]:
+    """The force field's atom type and atom class of every atom, in topology order.
+
+    Residues are matched to amber14's templates (`ForceField.getMatchingTemplates`, the matching
+    `createSystem` does) and atoms to template atoms by name, checked by element.
+
+    Returns:
+        types: OpenMM type names, e.g. "protein-CT".
+        classes: amber atom types (OpenMM's atom classes), e.g. "CT"; equal classes share
+            bonded parameters.
+    """
+    if solvent not in _FORCEFIELD_FILES:
+        raise ValueError(f"solvent must be one of {sorted(_FORCEFIELD_FILES)}, got {solvent!r}")
+    forcefield = app.ForceField(*_FORCEFIELD_FILES[solvent])
+    # ForceField has no public type -> class accessor; _atomTypes is what createSystem reads.
+    class_of = {name: str(t.atomClass) for name, t in forcefield._atomTypes.items()}
+    types: list[str] = []
+    for residue, template in zip(topology.residues(), forcefield.getMatchingTemplates(topology), strict=True):
+        for atom in residue.atoms():
+            try:
+                template_atom = template.atoms[template.getAtomIndexByName(atom.name)]
+            except KeyError:
+                raise ValueError(f"atom {atom.name} of {residue.name}: no atom of that name in "
+                                 f"template {template.name}") from None
+            if template_atom.element is not None and template_atom.element != atom.element:
+                raise ValueError(f"atom {atom.name} of {residue.name}: element {atom.element.symbol} "
+                                 f"differs from template {template.name}'s {template_atom.element.symbol}")
+            types.append(template_atom.type)
+    return types, [class_of[t] for t in types]
