@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from spinscore import stages
 from spinscore.checkpoints import EARLY_CHECKPOINT
-from spinscore.config import RunConfig, load_config
+from spinscore.config import RunConfig, load_config, require_spin_config
 from spinscore.errors import AnalysisError, SpinscoreError
 from spinscore.io import atomic_write_bytes
 from spinscore.model.published import is_published_system
@@ -318,7 +318,8 @@ def plan(run: Run) -> list[tuple[str, list[str], list[str], Callable[[Path], dic
 def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
               device: str | None = None, progress: bool = True) -> Path:
     """Run every stage for a preset (or config file) into `run_dir`; return report.html."""
-    config = load_config(preset_path(preset), overrides)
+    config = require_spin_config(load_config(preset_path(preset), overrides),
+                                 f"--preset {preset}")
     run_dir = Path(run_dir)
     claim_run_dir(run_dir, preset)
     atomic_write_bytes(run_dir / "config.yaml", config.to_yaml().encode())

@@ -21,14 +21,22 @@ from spinscore.errors import SpinscoreError
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def simulate(config_path, overrides, out, threads, scheduler, overwrite, quiet):
-    """Simulate equilibrium snapshots by replica-exchange Monte Carlo into an HDF5 data set."""
+    """Simulate equilibrium snapshots by replica-exchange Monte Carlo into an HDF5 data set; for
+    a molecular config (system.molecule), Langevin trajectories with OpenMM."""
     from spinscore.config import load_config
+    from spinscore.config.molecule import MoleculeRunConfig
 
     config = load_config(config_path, overrides)
     if threads is not None and threads < 1:
         raise SpinscoreError(f"--threads: expected a positive number, got {threads}")
-    path = stages.simulate(config, out, threads=threads, scheduler=scheduler,
-                           overwrite=overwrite, progress=not quiet)
+    if isinstance(config, MoleculeRunConfig):
+        if scheduler is not None:
+            raise SpinscoreError("--scheduler: molecular runs use local threads (--threads) only")
+        path = stages.simulate_molecule(config, out, threads=threads, overwrite=overwrite,
+                                        progress=not quiet)
+    else:
+        path = stages.simulate(config, out, threads=threads, scheduler=scheduler,
+                               overwrite=overwrite, progress=not quiet)
     click.echo(f"wrote {path}")
 
 @main.command()
@@ -44,13 +52,27 @@ def simulate(config_path, overrides, out, threads, scheduler, overwrite, quiet):
               help="Sequences re-simulated for the --mixing baseline (REMC cost).")
 @click.option("--threads", type=int, default=None,
               help="Threads for the --mixing re-simulation (default: all cores).")
-def inspect(path, plots_dir, as_json, mixing, mixing_sequences, threads):
+@click.option("--reference", type=click.Path(dir_okay=False), default=None,
+              help="Molecules: a longer run's trajectory file to compare the Ramachandran basin "
+                   "populations with.")
+def inspect(path, plots_dir, as_json, mixing, mixing_sequences, threads, reference):
     """Summarise a data set (sizes, couplings, T, swap rates, energy per spin); with --mixing,
-    audit how well its REMC snapshots are decorrelated (SPEC §8b)."""
+    audit how well its REMC snapshots are decorrelated (SPEC §8b). For molecular trajectories:
+    validate the dynamics (NVE energy conservation at the time step, kinetic temperature,
+    Ramachandran basins, bond lengths)."""
     import os
 
     from spinscore.io import read_dataset
     from spinscore.sampling.diagnostics import dataset_summary, format_summary
+
+    if stages.is_molecule_file(path):
+        if mixing:
+            raise SpinscoreError("--mixing: only for spin data sets (REMC)")
+        out = Path(plots_dir) if plots_dir else Path(path).with_suffix(".check")
+        result = stages.md_check(path, out, reference=reference)
+        click.echo(json.dumps(result, indent=2) if as_json else _format_md_check(result))
+        click.echo(f"wrote {out / 'md_check.png'} and {out / 'md_check.json'}")
+        return
 
     if mixing_sequences < 1:
         raise SpinscoreError(f"--mixing-sequences: expected a positive integer, got "
@@ -78,6 +100,27 @@ def inspect(path, plots_dir, as_json, mixing, mixing_sequences, threads):
         if mix is not None:
             click.echo(f"wrote {out / 'mixing.png'} and {out / 'mixing.json'}")
 
+def _format_md_check(result: dict) -> str:
+    lines = [f"{result['file']}: {result['frames']} frames, {result['simulated_ps']:g} ps"]
+    if "energy_conservation" in result:
+        e = result["energy_conservation"]
+        lines.append(f"NVE at {e['timestep_fs']:g} fs, {e['steps']} steps: fluctuation "
+                     f"{e['fluctuation']:.3f} kJ/mol = {e['ratio']:.4f} kT sqrt(n_dof/2), drift "
+                     f"{e['drift_per_ps']:+.4f} kJ/mol/ps")
+    t = result["kinetic_temperature"]
+    lines.append(f"kinetic temperature {t['mean']:.2f} ± {t['stderr']:.2f} K (bath {t['bath']:g})")
+    ref = result.get("basins_against_reference", {})
+    for name, b in result["basins"].items():
+        line = f"  {name:12s} {b['mean']:.4f} ± {b['stderr']:.4f}"
+        if name in ref:
+            r = ref[name]
+            line += f"   reference {r['reference']:.4f} ± {r['reference_stderr']:.4f}  z {r['z']:+.2f}"
+        lines.append(line)
+    for name, b in result["bond_lengths"].items():
+        lines.append(f"  bond {name:5s} {b['mean']:.4f} ± {b['std']:.4f} nm")
+    return "\n".join(lines)
+
+
 @main.command()
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
               help="Training data set (.h5 from `spinscore simulate`).")
@@ -91,9 +134,9 @@ def train(data_path, config_path, overrides, out, resume, overwrite, device, qui
     """Train the equivariant score model by denoising score matching on (S^2)^N.
 
     Several processes: torchrun --nproc_per_node=K -m spinscore.cli train ... (DDP)."""
-    from spinscore.config import load_config
+    from spinscore.config import load_config, require_spin_config
 
-    config = load_config(config_path, overrides)
+    config = require_spin_config(load_config(config_path, overrides), "spinscore train")
     path = stages.train(config, data_path, out, resume=resume, overwrite=overwrite,
                         device=device, progress=not quiet)
     click.echo(f"wrote {path}")

@@ -43,9 +43,9 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
     import math
     import os
 
-    from spinscore.config import load_config
+    from spinscore.config import load_config, require_spin_config
 
-    config = load_config(config_path, overrides)
+    config = require_spin_config(load_config(config_path, overrides), "spinscore thermo")
     system, sim = config.system, config.simulation
     types = system.sequence_from_text(sequence)
     beta0 = system.beta if beta0 is None else beta0

@@ -7,7 +7,7 @@ file, the key and what was expected (`ConfigError`).
 
 
 from spinscore.config.analysis import AnalysisConfig, PartitionSettings, TrustSettings
-from spinscore.config.load import apply_override, load_config, parse_config
+from spinscore.config.load import apply_override, load_config, parse_config, require_spin_config
 from spinscore.config.sections import (
     DATA_SECTIONS,
     DiffusionConfig,
@@ -24,4 +24,4 @@ from spinscore.config.system import SystemConfig
 __all__ = ["DATA_SECTIONS", "AnalysisConfig", "DiffusionConfig", "GenerationConfig", "ModelConfig",
            "PartitionSettings", "TrustSettings", "ReproduceConfig", "RunConfig", "SimulationConfig",
            "SystemConfig", "TimeComponent", "TrainConfig", "apply_override", "load_config",
-           "parse_config"]
+           "parse_config", "require_spin_config"]

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from spinscore.config.molecule import MoleculeRunConfig, is_molecule_config
 from spinscore.config.sections import RunConfig
 from spinscore.errors import ConfigError
 
@@ -44,17 +45,20 @@ def _match_key(node: dict, key: str) -> Any:
     return int(key) if key.isdigit() else key
 
 
-def parse_config(data: Any, source: str = "<config>") -> RunConfig:
-    """Validate a mapping as a `RunConfig`; raise `ConfigError` naming `source` and the key."""
+def parse_config(data: Any, source: str = "<config>") -> RunConfig | MoleculeRunConfig:
+    """Validate a mapping as a `RunConfig` (spins), or a `MoleculeRunConfig` when its system
+    section holds `molecule`; raise `ConfigError` naming `source` and the key."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    model = MoleculeRunConfig if is_molecule_config(data) else RunConfig
     try:
-        return RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+        raise ConfigError(_format_validation_error(exc, source, model)) from None
 
 
-def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> RunConfig:
+def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()
+                ) -> RunConfig | MoleculeRunConfig:
     """Read a YAML config file, apply `section.key=value` overrides, validate."""
     path = Path(path)
     try:
@@ -75,12 +79,20 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
     return parse_config(data, source)
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
+def require_spin_config(config: RunConfig | MoleculeRunConfig, what: str) -> RunConfig:
+    """`config` if it describes a spin system; `ConfigError` for a molecular one."""
+    if isinstance(config, MoleculeRunConfig):
+        raise ConfigError(f"{what}: the config describes a molecule (system.molecule); this is for "
+                          "spin systems (molecules so far: spinscore simulate, spinscore inspect)")
+    return config
+
+
+def _format_validation_error(exc: ValidationError, source: str, model: Any = RunConfig) -> str:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            msg = "unknown key" + _suggestion(exc, err["loc"])
+            msg = "unknown key" + _suggestion(model, err["loc"])
         elif err["type"] == "missing":
             msg = "required key is missing"
         else:
@@ -91,8 +103,7 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def _suggestion(exc: ValidationError, loc: tuple) -> str:
-    model: Any = RunConfig
+def _suggestion(model: Any, loc: tuple) -> str:
     for part in loc[:-1]:
         field = model.model_fields.get(str(part)) if hasattr(model, "model_fields") else None
         model = field.annotation if field is not None else None

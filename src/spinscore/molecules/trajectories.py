@@ -228,7 +228,8 @@ def _run_trajectory(index: int, settings: TrajectorySettings, molecule: Molecule
 
 def simulate_trajectories(out: str | Path, settings: TrajectorySettings, *, workers: int = 2,
                           molecule: Molecule | None = None, overwrite: bool = False,
-                          on_chunk: Callable[[int], None] | None = None, keep_parts: bool = False) -> Path:
+                          on_chunk: Callable[[int], None] | None = None, keep_parts: bool = False,
+                          attrs: dict | None = None) -> Path:
     """Simulate `settings.n_trajectories` Langevin trajectories into the HDF5 file `out`.
 
     Resumes from `out.parts/` when an earlier run with the same settings was interrupted.
@@ -244,6 +245,7 @@ def simulate_trajectories(out: str | Path, settings: TrajectorySettings, *, work
             thread); an exception raised there stops the run and is re-raised, the chunks
             written so far stay on disk.
         keep_parts: keep `out.parts/` after assembly.
+        attrs: more scalar metadata for the file (e.g. the run's config as YAML text).
 
     Returns:
         The path of the assembled file.
@@ -270,7 +272,7 @@ def simulate_trajectories(out: str | Path, settings: TrajectorySettings, *, work
     if failures:
         raise failures[0]
     write_molecule_file(out, _load_all(settings, molecule, chunks), settings.n_trajectories,
-                        settings.n_frames, _static(settings, molecule), _attrs(settings))
+                        settings.n_frames, _static(settings, molecule), {**_attrs(settings), **(attrs or {})})
     if not keep_parts:
         chunks.remove()
     return out

@@ -13,6 +13,8 @@ _HOME = {
     "extract": "analyses", "generate": "analyses", "generate_for_test_sequence": "analyses",
     "ood": "analyses", "partition": "analyses",
     "inspect_dataset": "data", "mixing": "data", "simulate": "data", "write_json": "data",
+    "data_config": "molecules", "is_molecule_file": "molecules", "md_check": "molecules",
+    "simulate_molecule": "molecules",
     "report": "reporting", "thermo": "thermodynamics", "train": "training",
 }
 __all__ = sorted(_HOME)

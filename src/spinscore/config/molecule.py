@@ -1,0 +1,110 @@
+"""The configuration of a molecular run (`system.molecule`): the molecule and its force field,
+the Langevin simulation that makes its data, composed into `MoleculeRunConfig`.
+
+A config whose `system` section holds `molecule` is a molecular run; `parse_config` dispatches on
+it. Units: kelvin, femtoseconds, picoseconds, nanometres, degrees.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from spinscore.config.system import _Frozen
+
+# Flexible X-H bonds (k ~ 3e5 kJ/mol/nm^2, period ~ 10 fs) integrate stably up to about 1 fs.
+MAX_FLEXIBLE_TIMESTEP_FS = 1.0
+
+
+class MoleculeConfig(_Frozen):
+    """The molecule: name, force field, solvent and temperature.
+
+    solvent: "vacuum" (the score at zero noise is exactly beta x the force field's force),
+    "implicit" (amber14 + OBC2 generalised Born), or "explicit" (TIP3P water with PME: not
+    implemented yet, refused here rather than later).
+    """
+
+    name: Literal["alanine-dipeptide"] = "alanine-dipeptide"
+    forcefield: Literal["amber14"] = "amber14"
+    solvent: Literal["vacuum", "implicit", "explicit"] = "vacuum"
+    temperature: float = Field(default=300.0, gt=0)  # K
+
+    @model_validator(mode="after")
+    def _check(self) -> MoleculeConfig:
+        if self.solvent == "explicit":
+            raise ValueError("solvent: explicit water (TIP3P, PME) is not implemented yet; "
+                             "expected vacuum or implicit")
+        return self
+
+
+class MoleculeSystemConfig(_Frozen):
+    """`system:` of a molecular run."""
+
+    molecule: MoleculeConfig
+
+    @property
+    def temperature(self) -> float:
+        """The temperature, K."""
+        return self.molecule.temperature
+
+
+class LangevinConfig(_Frozen):
+    """`simulation:` of a molecular run: independent Langevin trajectories (OpenMM's
+    LangevinMiddleIntegrator, flexible bonds, no cutoff), each from the minimised start
+    structure, equilibrated, then a frame every `steps_per_frame` steps.
+
+    Trajectory i is seeded from (seed, i), so a run's frames do not depend on how many run at
+    once. `frames_per_chunk` frames are the unit of crash safety (a killed run resumes from the
+    last finished chunk of each trajectory).
+    """
+
+    trajectories: int = Field(default=4, gt=0)
+    frames: int = Field(default=1000, gt=0)  # per trajectory
+    steps_per_frame: int = Field(default=400, gt=0)
+    equilibration_steps: int = Field(default=20_000, ge=0)
+    frames_per_chunk: int = Field(default=100, gt=0)
+    timestep_fs: float = Field(default=0.5, gt=0)
+    friction_per_ps: float = Field(default=1.0, gt=0)
+    seed: int = Field(default=0, ge=0)
+    start_phi: float = Field(default=-80.0, ge=-180, le=180)  # degrees, before minimisation
+    start_psi: float = Field(default=75.0, ge=-180, le=180)
+    nve_steps: int = Field(default=20_000, ge=0)  # the time-step check (0: none)
+
+    @model_validator(mode="after")
+    def _check(self) -> LangevinConfig:
+        if self.timestep_fs > MAX_FLEXIBLE_TIMESTEP_FS:
+            raise ValueError(f"timestep_fs: bonds are flexible (their vibrations are part of the "
+                             f"data), which needs at most {MAX_FLEXIBLE_TIMESTEP_FS} fs, got "
+                             f"{self.timestep_fs}")
+        return self
+
+    @property
+    def simulated_ps(self) -> float:
+        """Sampled time over all trajectories, ps (equilibration excluded)."""
+        return self.trajectories * self.frames * self.steps_per_frame * self.timestep_fs / 1000
+
+
+MOLECULE_DATA_SECTIONS = ("system", "simulation")  # what a molecular data set depends on
+
+
+class MoleculeRunConfig(_Frozen):
+    """Everything a molecular run needs: one section per stage."""
+
+    system: MoleculeSystemConfig
+    simulation: LangevinConfig = LangevinConfig()
+
+    def to_yaml(self, sections: tuple[str, ...] | None = None) -> str:
+        """The resolved configuration (or only `sections` of it) as YAML; round-trips through
+        `parse_config`."""
+        data = self.model_dump(mode="json")
+        if sections is not None:
+            data = {k: v for k, v in data.items() if k in sections}
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+def is_molecule_config(data: object) -> bool:
+    """Whether a raw config mapping describes a molecular run (`system.molecule` present)."""
+    return isinstance(data, dict) and isinstance(data.get("system"), dict) \
+        and "molecule" in data["system"]

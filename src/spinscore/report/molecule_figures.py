@@ -1,0 +1,76 @@
+"""Figures of molecular runs: numbers in, matplotlib figure out."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from spinscore.report.figures import plt
+
+
+def ramachandran_free_energy(phi: np.ndarray, psi: np.ndarray, bins: int = 60
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """Free energy −ln p(φ, ψ) in kT, shifted to a minimum of 0 (NaN where no frame fell).
+
+    Args:
+        phi, psi: (...) degrees in (−180, 180].
+        bins: bins per angle.
+
+    Returns:
+        (bins, bins) free energy indexed [φ bin, ψ bin], and the (bins + 1,) bin edges, degrees.
+    """
+    edges = np.linspace(-180.0, 180.0, bins + 1)
+    counts, _, _ = np.histogram2d(np.ravel(phi), np.ravel(psi), bins=[edges, edges])
+    with np.errstate(divide="ignore"):
+        f = -np.log(counts / counts.sum())
+    f[~np.isfinite(f)] = np.nan
+    return f - np.nanmin(f), edges
+
+
+def ramachandran_axes(ax, phi: np.ndarray, psi: np.ndarray, title: str, vmax: float = 8.0):
+    """Draw the free-energy map of (φ, ψ) on `ax`; returns the mesh (for a colour bar)."""
+    f, edges = ramachandran_free_energy(phi, psi)
+    mesh = ax.pcolormesh(edges, edges, f.T, cmap="viridis", vmin=0, vmax=vmax, shading="flat")
+    ax.set(xlabel="φ (°)", ylabel="ψ (°)", title=title, xlim=(-180, 180), ylim=(-180, 180),
+           aspect="equal")
+    ax.set_xticks(range(-180, 181, 90))
+    ax.set_yticks(range(-180, 181, 90))
+    return mesh
+
+
+def md_check_figure(phi: np.ndarray, psi: np.ndarray, nve_time_ps: np.ndarray | None,
+                    nve_energy: np.ndarray | None, kinetic_T: np.ndarray, bath_T: float,
+                    bond_lengths: dict[str, np.ndarray], title: str) -> Figure:
+    """The MD validation figure: Ramachandran free energy, the NVE total-energy trace, the
+    kinetic temperature of each trajectory, and bond-length distributions by element pair.
+
+    Args:
+        phi, psi: (T, F) degrees.
+        nve_time_ps, nve_energy: (R,) ps and kJ/mol, or None when no NVE check was run.
+        kinetic_T: (T,) kinetic temperature of each trajectory, K.
+        bath_T: the thermostat's temperature, K.
+        bond_lengths: element pair (e.g. "C-H") -> (...) bond lengths, nm.
+    """
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.4))
+    mesh = ramachandran_axes(axes[0], phi, psi, "(a) Ramachandran free energy")
+    fig.colorbar(mesh, ax=axes[0], label="−ln p (kT)")
+    ax = axes[1]
+    if nve_energy is not None:
+        ax.plot(nve_time_ps, nve_energy - nve_energy[0], lw=0.8)
+        ax.set(xlabel="time (ps)", ylabel="E − E(0) (kJ/mol)")
+    ax.set_title("(b) total energy without thermostat (NVE)")
+    ax = axes[2]
+    ax.plot(np.arange(len(kinetic_T)), kinetic_T, "o")
+    ax.set_xticks(np.arange(len(kinetic_T)))
+    ax.axhline(bath_T, color="k", ls="--", lw=1, label=f"bath {bath_T:g} K")
+    ax.set(xlabel="trajectory", ylabel="kinetic temperature (K)",
+           title="(c) kinetic temperature per trajectory")
+    ax.legend()
+    ax = axes[3]
+    for name, r in sorted(bond_lengths.items()):
+        ax.hist(np.ravel(r), bins=80, histtype="step", density=True, label=name)
+    ax.set(xlabel="bond length (nm)", ylabel="density", title="(d) bond lengths")
+    ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
