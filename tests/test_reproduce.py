@@ -70,7 +70,8 @@ TINY_PRESET = {
                  "trust": {"configurations": 8}},
     "reproduce": {"test_sequences": 6, "test_snapshots": 2, "ood_sequences": 4,
                   "ood_snapshots": 2, "ood_length": [24, 30], "generate": 4,
-                  "mixing_sequences": 4},
+                  "mixing_sequences": 4, "thermo_points": 5, "thermo_runs": 2,
+                  "thermo_sweeps": 50, "thermo_samples": 4},
 }
 
 
@@ -91,7 +92,7 @@ def test_reproduce_end_to_end_on_a_tiny_preset(tmp_path):
     assert code == 0, text
     metrics = json.loads((out / "metrics.json").read_text())
     for stage in ("train", "extract", "extract_published", "mixing", "ood", "generate",
-                  "partition"):
+                  "partition", "thermo"):
         assert stage in metrics["stage_seconds"], stage
     ex = metrics["extraction"]
     assert ex["t_eval"] == 0.001 and ex["extrapolated"]["times"] == [0.001, 0.002, 0.004, 0.008]
@@ -100,6 +101,9 @@ def test_reproduce_end_to_end_on_a_tiny_preset(tmp_path):
     assert metrics["mixing"]["sequences"] == 16
     page = (out / "report.html").read_text()
     assert "Both versions of the paper" in page and "direct-W" in page
+    thermo = metrics["thermo"]  # ln Z by three routes (no exact one: two interaction ranges)
+    assert thermo["importance"]["n"] == 4 and len(thermo["mbar"]["log_z"]) == 4
+    assert "ln Z by three routes" in page and "ln Z: MBAR - TI (combined sigma)" in metrics["targets"]
     # the trust pool: every set, the under-trained state kept at 10 % of the 64 steps
     trust = metrics["ood"]["trust"]
     assert trust["early_checkpoint"].endswith("early.pt") and "Trust flag" in page

@@ -280,6 +280,25 @@ def _partition(run: Run, stage_dir: Path) -> dict:
         return {"error": str(exc)}
 
 
+def _thermo(run: Run, stage_dir: Path) -> dict:
+    from spinscore.io import read_dataset
+
+    rc, sim = run.config.reproduce, run.config.simulation
+    ds = read_dataset(run.data("test"))
+    i = rc.partition_sequence
+    if i >= ds.n_sequences:
+        raise SpinscoreError(f"reproduce.partition_sequence: {i} is beyond the test set's "
+                             f"{ds.n_sequences} sequences")
+    record = stages.thermo(run.config, ds.types[i, : ds.length[i]], stage_dir,
+                           beta0=run.config.system.beta, points=rc.thermo_points,
+                           runs=rc.thermo_runs, sweeps=rc.thermo_sweeps, seed=sim.seed,
+                           threads=os.cpu_count() or 1, progress=run.inner,
+                           methods=("ti", "mbar", "is") if rc.thermo_samples else ("ti", "mbar"),
+                           checkpoint=run.checkpoint, samples=max(rc.thermo_samples, 2))
+    keys = ("log_z", "log_z_err", "mbar_minus_ti", "importance_minus_ti", "exact")
+    return {k: record.get(k) for k in keys}
+
+
 def plan(run: Run) -> list[tuple[str, list[str], list[str], Callable[[Path], dict | None]]]:
     """The stages in order: (name, upstream stages, other input texts, run(stage_dir)).
 
@@ -312,6 +331,11 @@ def plan(run: Run) -> list[tuple[str, list[str], list[str], Callable[[Path], dic
          [f"seq={rc.partition_sequence}", config.to_yaml(("analysis",))],
          partial(_partition, run)),
     ]
+    if rc.thermo:
+        steps.append(("thermo", ["train", "simulate_test"],
+                      [f"seq={rc.partition_sequence} points={rc.thermo_points} "
+                       f"runs={rc.thermo_runs} sweeps={rc.thermo_sweeps} "
+                       f"samples={rc.thermo_samples}"], partial(_thermo, run)))
     return steps
 
 

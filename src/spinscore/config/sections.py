@@ -173,6 +173,16 @@ class ReproduceConfig(_Frozen):
     partition_sequence: int = Field(default=0, ge=0)  # index into the test set
     mixing_sequences: int = Field(default=200, gt=0)  # re-simulated for the mixing baseline
     generate: int = Field(default=500, gt=0)  # chains generated for the energy histogram
+    # ln Z of the partition sequence by three routes (stage "thermo"): thermodynamic
+    # integration on `thermo_points` betas and MBAR over the REMC ladder, each from
+    # `thermo_runs` independent runs of `thermo_sweeps` sweeps, and importance sampling from
+    # `thermo_samples` probability-flow chains of the model (0: no importance sampling);
+    # thermo false: no such stage.
+    thermo: bool = True
+    thermo_points: int = Field(default=100, ge=3)
+    thermo_runs: int = Field(default=8, ge=2)
+    thermo_sweeps: int = Field(default=4000, gt=0)
+    thermo_samples: int = Field(default=200, ge=0)
 
 
 DATA_SECTIONS = ("system", "simulation")  # what a data set depends on

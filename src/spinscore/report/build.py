@@ -97,6 +97,7 @@ def collect_metrics(run_dir: Path, records: dict[str, dict]) -> dict:
         "interaction_profile": _load(ex / "network" / "interaction_profile.json"),
         "ood": _load(run_dir / "ood" / "ood.json"),
         "partition": _load(run_dir / "partition" / "partition.json"),
+        "thermo": _load(run_dir / "thermo" / "thermo.json"),
         "generate": _load(run_dir / "generate" / "generate.json"),
         "training": _load(run_dir / "train" / "train_summary.json"),
         "dataset": _load(run_dir / "inspect" / "dataset_summary.json"),
@@ -126,6 +127,11 @@ def collect_metrics(run_dir: Path, records: dict[str, dict]) -> dict:
         if "auc" in entry:
             checks[f"OOD AUC {name}"] = {"value": entry["auc"], "target": ">= 0.95",
                                          "met": entry["auc"] >= 0.95}
+    for key, label in (("mbar_minus_ti", "MBAR"), ("importance_minus_ti", "importance sampling")):
+        d = (metrics["thermo"] or {}).get(key)
+        if d and d.get("in_sigma") is not None:  # the routes agree within their error bars
+            checks[f"ln Z: {label} - TI (combined sigma)"] = {
+                "value": d["in_sigma"], "target": "<= 2", "met": d["in_sigma"] <= 2}
     trust = (metrics["ood"] or {}).get("trust")
     if trust:
         best = max((v for v in trust["auc_unreliable"].values() if v is not None), default=None)
@@ -196,7 +202,8 @@ def build_report(run_dir: str | Path, records: dict[str, dict]) -> Path:
     parts.append(paper_versions(m, run_dir))
     parts.append("<h2>Interaction profile</h2>" + _img(
         run_dir / "extract" / "network" / "interaction_profile.png", "mean |W_ij| against |i-j|"))
-    parts += [_partition_section(m, run_dir), _generate_section(m, run_dir),
+    parts += [_partition_section(m, run_dir), _thermo_section(m, run_dir),
+              _generate_section(m, run_dir),
               _ood_section(m, run_dir)]
     parts.append("<h2>Data set and training</h2>")
     parts.append(_img(run_dir / "inspect" / "dataset.png", "training data set (Fig. S1)"))
@@ -250,6 +257,31 @@ def _partition_section(m: dict, run_dir: Path) -> str:
     parts.append(_img(run_dir / "partition" / "partition.png",
                       "log p + αβE against E, with −ln Z(αβ) from thermodynamic integration"))
     return "".join(parts)
+
+
+def _thermo_section(m: dict, run_dir: Path) -> str:
+    t = m.get("thermo")
+    if not t:
+        return ""
+    exact = (t.get("exact") or {}).get("log_z")
+    rows = [["thermodynamic integration", t["log_z"], t["log_z_err"], "", ""]]
+    if t.get("mbar"):
+        mbar = t["mbar"]
+        d = t.get("mbar_minus_ti", {})
+        rows.append(["MBAR (REMC ladder)", mbar["log_z"][-1], mbar["log_z_err"][-1],
+                     d.get("in_sigma"), ""])
+    if t.get("importance"):
+        imp = t["importance"]
+        d = t.get("importance_minus_ti", {})
+        rows.append(["importance sampling (model)", imp["log_z"], imp["log_z_err"],
+                     d.get("in_sigma"), f"{imp['ess']:.1f} of {imp['n']}"])
+    if exact is not None:
+        rows.append(["exact (nearest-neighbour chain)", exact, 0.0, "", ""])
+    return ("<h2>ln Z by three routes</h2>"
+            f"<p>Sequence {html.escape(str(t['sequence']))} (L = {t['length']}) at β = "
+            f"{t['beta0']:g}.</p>"
+            + _table(["route", "ln Z", "error", "|− TI| / σ", "ESS"], rows)
+            + _img(run_dir / "thermo" / "thermo.png", "ln Z and ⟨E⟩ along β by each route"))
 
 
 def _generate_section(m: dict, run_dir: Path) -> str:
