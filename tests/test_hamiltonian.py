@@ -147,3 +147,19 @@ def test_chirality_reversals_count_helix_domain_walls():
             rot = special_ortho_group.rvs(3, random_state=k) * (-1) ** k
             assert chirality_reversals(spins @ rot.T) == expected[name], (name, k)
         assert int(chirality_reversals(torch.as_tensor(spins))) == expected[name]
+
+
+def test_ring_log_z_is_the_open_chain_when_one_bond_is_cut_even_when_strongly_coupled():
+    """A ring with one zero bond is an open chain: ln Z = N ln 4pi + sum_b ln(sinh K_b / K_b),
+    also where sum |K| is far beyond exp's range (it overflowed before), and with a sign
+    flipped bond (antiferromagnetic: the same Z, by flipping the spins on one side)."""
+    from spinscore.physics.exact import LOG_4PI, ring_log_z
+
+    rng = np.random.default_rng(0)
+    for beta, scale in ((0.7, 1.0), (1.0, 40.0)):
+        j = rng.uniform(0.5, 1.5, 30) * scale
+        j[-1] = 0.0
+        open_chain = 30 * LOG_4PI + np.sum(np.log(np.sinh(beta * j[:-1]) / (beta * j[:-1])))
+        assert ring_log_z(j, beta) == pytest.approx(open_chain, rel=1e-12)
+        j[3] *= -1
+        assert ring_log_z(j, beta) == pytest.approx(open_chain, rel=1e-12)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import spherical_in
+from scipy.special import ive
 
 LOG_4PI = math.log(4 * math.pi)  # ln Z of a free unit spin: the log of the area of S^2
 
@@ -63,10 +63,21 @@ def ring_log_z(bond_j: np.ndarray, beta: float) -> float:
     """Exact ln Z of a ring of unit spins with couplings `bond_j` (N,) around the loop at `beta`:
     (4 pi)^N sum_l (2l + 1) prod_b i_l(beta J_b), from exp(K cos t) = sum_l (2l + 1) i_l(K)
     P_l(cos t) and the addition theorem around the loop (i_l the modified spherical Bessel
-    functions, l < 80; the product overflows once sum_b |beta J_b| nears 700)."""
-    ell = np.arange(80)
-    terms = np.prod(spherical_in(ell[:, None], beta * bond_j[None, :]), axis=1)
-    return len(bond_j) * LOG_4PI + float(np.log(np.sum((2 * ell + 1) * terms)))
+    functions, l < 80). Summed in logarithms with exponentially scaled Bessel functions, so
+    strong couplings do not overflow."""
+    ell = np.arange(80)[:, None]
+    k = beta * np.asarray(bond_j, dtype=float)[None, :]
+    ak = np.abs(k)
+    safe = np.where(ak > 0, ak, 1.0)
+    # ln |i_l(K)| = ln sqrt(pi / 2K) + ln I_{l+1/2}(K) e^{-K} + K; i_l(0) = [l = 0]
+    with np.errstate(divide="ignore"):
+        log_i = np.where(ak > 0, 0.5 * np.log(np.pi / (2 * safe)) + np.log(ive(ell + 0.5, safe))
+                         + safe, np.where(ell == 0, 0.0, -np.inf))
+    sign = np.prod(np.where((k < 0) & (ell % 2 == 1), -1.0, 1.0), axis=1)  # i_l(-K) = (-1)^l i_l(K)
+    log_terms = np.log(2 * ell[:, 0] + 1) + log_i.sum(axis=1)
+    top = np.max(log_terms)
+    total = np.sum(sign * np.exp(log_terms - top))
+    return len(bond_j) * LOG_4PI + float(top + np.log(total))
 
 
 def nn_chain_mean_energy(bond_j, beta: float) -> float:
