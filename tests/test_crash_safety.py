@@ -326,8 +326,8 @@ def test_a_broken_or_foreign_checkpoint_is_one_error_and_nothing_is_written(
 
 
 DATA = [  # (command, data set, expected text)
-    ("train --resume", "couplings", "its couplings differ from those of the run"),
-    ("train --resume", "temperature", "its inverse temperature differs"),
+    ("train --resume", "couplings", "simulated with other couplings or temperature"),
+    ("train --resume", "temperature", "simulated with other couplings or temperature (T = "),
     ("train --resume", "types", "types ['A', 'B', 'C']"),
     ("extract", "types", "site types ['A', 'B', 'C'] do not match"),
     ("partition", "couplings", "couplings differ"),

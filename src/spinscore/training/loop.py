@@ -158,13 +158,20 @@ def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume:
 
 def _training_data(config: RunConfig, data_path: str | Path) -> tuple[TrainingData, dict]:
     """The data stream of a run and the checkpoint's `meta`; refuses a data set of other site
-    types or range than the config, or longer chains than the model takes."""
+    types, range, couplings, temperature or geometry than the config, or longer chains than
+    the model takes."""
     ds = read_dataset(data_path)
     system = ds.config.system
     if config.system.types != system.types or config.system.max_range != system.max_range:
         raise SpinscoreError(
             f"{data_path}: data set has types {list(system.types)} and range {system.max_range},"
             f" the config has {list(config.system.types)} and range {config.system.max_range}")
+    if config.system.coupling_table().tolist() != system.coupling_table().tolist() \
+            or config.system.temperature != system.temperature:
+        raise SpinscoreError(
+            f"{data_path}: data set simulated with other couplings or temperature (T = "
+            f"{system.temperature}) than the config's (T = {config.system.temperature}); train "
+            "with the config the data set was simulated with")
     if (config.system.lattice, config.system.graph) != (system.lattice, system.graph):
         raise SpinscoreError(f"{data_path}: data set on a {system.geometry} other than the "
                              f"config's {config.system.geometry} (system.lattice/graph differ)")
