@@ -1,6 +1,7 @@
 """Molecular simulation with OpenMM (needs the `molecules` extra): alanine dipeptide from
 internal coordinates, amber14 systems split into per-term force groups, Langevin and NVE runs,
-crash-safe sets of independent trajectories in HDF5, Ramachandran basin populations."""
+crash-safe sets of independent trajectories in HDF5, Ramachandran basin populations, the MD
+checks; the E(3)-equivariant atom score model and its denoising score matching."""
 
 from spinscore.molecules.alanine import (
     PHI_ATOMS,
@@ -11,6 +12,7 @@ from spinscore.molecules.alanine import (
     place_atom,
 )
 from spinscore.molecules.datafile import MoleculeData, read_molecule_data
+from spinscore.molecules.dsm import DSMSettings, MoleculeTrainer, centre, draw_sigmas, dsm_loss
 from spinscore.molecules.forcefield import (
     MOTION_REMOVER_GROUP,
     TERMS,
@@ -39,6 +41,7 @@ from spinscore.molecules.ramachandran import (
     basin_labels,
     basin_populations,
 )
+from spinscore.molecules.score_model import AtomScoreModel, graph_distances, w_scale_from_data
 from spinscore.molecules.trajectories import (
     Molecule,
     TrajectorySettings,
@@ -47,6 +50,14 @@ from spinscore.molecules.trajectories import (
 )
 
 __all__ = [
+    "AtomScoreModel",
+    "DSMSettings",
+    "MoleculeTrainer",
+    "centre",
+    "draw_sigmas",
+    "dsm_loss",
+    "graph_distances",
+    "w_scale_from_data",
     "BASINS",
     "BasinPopulations",
     "Molecule",

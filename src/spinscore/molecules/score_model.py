@@ -1,0 +1,206 @@
+"""The score network for molecules: a Pairformer over atoms, invariants in, pair weights W_ij
+out, an E(3)-equivariant score by construction.
+
+    score_i = sum_j W_ij (x_i - x_j),   W = W^T, W_ii = 0          (nm^-1)
+
+W depends on the positions only through the interatomic distances |x_i - x_j|, so it is
+invariant under rotations, reflections and translations, and the score is equivariant under
+all of O(3), translation invariant, and free of net force (sum_i s_i = sum_ij W_ij (x_i - x_j)
+= 0 by the symmetry of W) and of net torque (sum_i x_i x s_i = -sum_ij W_ij x_i x x_j = 0).
+A conservative force field of pair distances has exactly this form; three-body terms (angles,
+torsions) enter W through the trunk, which sees all pairs at once.
+
+Inputs besides x: the noise level sigma (nm) and, fixed per molecule, the atom class of each
+atom (an embedding) and the bond-graph distance of each pair (shortest path, capped at
+`max_graph_distance`, which stands for ">= max_graph_distance" and for disconnected pairs).
+
+Output scale: the target beta * F is 10^2..10^3 nm^-1 and W reaches 10^3..10^5 nm^-2 (beta k of
+an X-H bond is ~10^5 nm^-2). The head's raw output h_ij is kept O(1) and
+    W_ij = w_scale * exp(gain[g_ij]) * h_ij
+with `w_scale` (nm^-2) a fixed constructor argument (`w_scale_from_data` estimates one) and
+`gain` a learned log-factor per graph distance g_ij, initialised to 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import shortest_path
+from torch import Tensor, nn
+
+from spinscore.model.layers import TimeEmbedding
+from spinscore.model.pairformer import Pairformer
+
+HYPER_DEFAULTS: dict[str, Any] = {
+    "single_dim": 64, "pair_dim": 32, "blocks": 4, "heads": 4, "transition": 2,
+    "n_radial": 32, "r_max": 1.2, "max_graph_distance": 5, "w_scale": 1e4,
+    "sigma_ref": 1e-4, "noise_octaves": 4,
+}
+_R_REF = 0.1  # nm, the 1/r feature is R_REF / r: O(1) at bond lengths
+
+
+def graph_distances(n_atoms: int, bonds: np.ndarray, cap: int) -> np.ndarray:
+    """Shortest-path lengths on the bond graph, capped: (n, n) int64 in [0, cap].
+
+    bonds: (n_bonds, 2) atom indices. Disconnected pairs get `cap`."""
+    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    if bonds.size and (bonds.min() < 0 or bonds.max() >= n_atoms):
+        raise ValueError(f"bonds: atom index outside 0..{n_atoms - 1}")
+    adjacency = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n_atoms, n_atoms))
+    d = shortest_path(adjacency, directed=False, unweighted=True)  # inf where disconnected
+    return np.minimum(d, cap).astype(np.int64)
+
+
+def w_scale_from_data(positions: np.ndarray, forces: np.ndarray, beta: float, bonds: np.ndarray) -> float:
+    """A `w_scale` (nm^-2) from data: rms(beta F) / mean bond length.
+
+    That is the |W| a single bonded neighbour would need to carry the typical score, so the
+    head's raw output is O(1) at the start. positions (..., n, 3) nm, forces (..., n, 3)
+    kJ/mol/nm, beta mol/kJ, bonds (n_bonds, 2)."""
+    positions, forces = np.asarray(positions, dtype=np.float64), np.asarray(forces, dtype=np.float64)
+    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    if len(bonds) == 0:
+        raise ValueError("w_scale_from_data: needs at least one bond")
+    rms = float(np.sqrt(np.mean((beta * forces) ** 2)))
+    length = float(np.linalg.norm(positions[..., bonds[:, 0], :] - positions[..., bonds[:, 1], :],
+                                  axis=-1).mean())
+    return rms / length
+
+
+class AtomScoreModel(nn.Module):
+    """Score network of one molecule (fixed atoms, classes and bonds).
+
+    Args:
+        class_index: (n,) int, the atom class of each atom, rows of the class embedding.
+        graph_distance: (n, n) int, bond-graph distances capped at `max_graph_distance`.
+        class_names: the vocabulary, class_names[c] the name of class c (stored in the
+            state_dict as UTF-8 bytes).
+        single_dim, pair_dim, blocks, heads, transition: the Pairformer (`model.pairformer`).
+        n_radial, r_max: Gaussian radial basis on [0, r_max] nm; with R_REF / r (R_REF 0.1 nm).
+        max_graph_distance: cap of the graph distance (its embedding has cap + 1 rows).
+        w_scale: nm^-2, fixed output scale (module docstring).
+        sigma_ref: nm, the noise embedding sees log(sigma / sigma_ref).
+        noise_octaves: Fourier octaves of the noise embedding (`TimeEmbedding`).
+    """
+
+    def __init__(self, class_index: Tensor | np.ndarray, graph_distance: Tensor | np.ndarray,
+                 class_names: tuple[str, ...] | list[str], **hyper: Any):
+        super().__init__()
+        unknown = set(hyper) - set(HYPER_DEFAULTS)
+        if unknown:
+            raise ValueError(f"AtomScoreModel: unknown hyper-parameters {sorted(unknown)}")
+        self.hyper = {**HYPER_DEFAULTS, **hyper}
+        h = self.hyper
+        if h["n_radial"] < 2 or not h["r_max"] > 0:
+            raise ValueError(f"AtomScoreModel: needs n_radial >= 2 and r_max > 0, got {h['n_radial']}, "
+                             f"{h['r_max']}")
+        class_index = torch.as_tensor(class_index).to("cpu", torch.int64)
+        graph_distance = torch.as_tensor(graph_distance).to("cpu", torch.int64)
+        self.class_names = tuple(class_names)
+        n = class_index.shape[0]
+        if class_index.ndim != 1 or graph_distance.shape != (n, n):
+            raise ValueError(f"AtomScoreModel: class_index (n,) and graph_distance (n, n) expected, "
+                             f"got {tuple(class_index.shape)} and {tuple(graph_distance.shape)}")
+        if n < 2 or class_index.min() < 0 or class_index.max() >= len(self.class_names):
+            raise ValueError(f"AtomScoreModel: needs >= 2 atoms with classes in "
+                             f"0..{len(self.class_names) - 1}")
+        if not torch.equal(graph_distance, graph_distance.T) or graph_distance.min() < 0:
+            raise ValueError("AtomScoreModel: graph_distance must be symmetric and non-negative")
+        c_s, c_z = h["single_dim"], h["pair_dim"]
+        self.n_atoms = n
+        self.register_buffer("class_index", class_index)
+        self.register_buffer("graph_distance", graph_distance.clamp(max=h["max_graph_distance"]))
+        names = "\n".join(self.class_names).encode()
+        self.register_buffer("class_names_utf8", torch.tensor(list(names), dtype=torch.uint8))
+        self.register_buffer("centres", torch.linspace(0.0, h["r_max"], h["n_radial"]))
+        self.width = h["r_max"] / (h["n_radial"] - 1)
+        self.class_embed = nn.Embedding(len(self.class_names), c_s)
+        self.noise_embed = TimeEmbedding(c_s, h["noise_octaves"])
+        self.radial_embed = nn.Linear(h["n_radial"] + 1, c_z)
+        self.graph_embed = nn.Embedding(h["max_graph_distance"] + 1, c_z)
+        self.trunk = Pairformer(c_s, c_z, h["blocks"], h["heads"], h["transition"])
+        self.head = nn.Sequential(nn.LayerNorm(c_z), nn.Linear(c_z, c_z), nn.GELU(), nn.Linear(c_z, 1))
+        nn.init.zeros_(self.head[-1].weight)  # start from the zero score: the loss is then 1/2
+        nn.init.zeros_(self.head[-1].bias)
+        self.gain = nn.Parameter(torch.zeros(h["max_graph_distance"] + 1))
+
+    @classmethod
+    def for_molecule(cls, atom_classes: list[str] | tuple[str, ...], bonds: np.ndarray,
+                     **hyper: Any) -> AtomScoreModel:
+        """The model of a molecule: class vocabulary sorted(set(atom_classes)), graph
+        distances from `bonds` (n_bonds, 2) atom indices; `hyper` as the constructor."""
+        names = tuple(sorted(set(atom_classes)))
+        index = np.array([names.index(c) for c in atom_classes], dtype=np.int64)
+        cap = hyper.get("max_graph_distance", HYPER_DEFAULTS["max_graph_distance"])
+        return cls(index, graph_distances(len(atom_classes), bonds, cap), names, **hyper)
+
+    def config(self) -> dict[str, Any]:
+        """The hyper-parameters (keyword arguments of the constructor), JSON-friendly."""
+        return dict(self.hyper)
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Tensor], config: dict[str, Any]) -> AtomScoreModel:
+        """Rebuild a model from its `state_dict()` and `config()`: the atoms, classes and graph
+        come from the buffers."""
+        names = bytes(state["class_names_utf8"].tolist()).decode().split("\n")
+        model = cls(state["class_index"], state["graph_distance"], names, **config)
+        model.to(state["centres"].dtype).load_state_dict(state)  # cast first: no rounding
+        return model
+
+    def check_input(self, x: Tensor, sigma: Tensor) -> None:
+        """Raise ValueError unless x is a finite (B, n, 3) float tensor of this molecule and
+        sigma a finite positive (B,) tensor. (One host sync on an accelerator.)"""
+        n = self.n_atoms
+        if not torch.is_tensor(x) or x.ndim != 3 or x.shape[1:] != (n, 3) or not x.is_floating_point():
+            got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"positions: expected a float tensor of shape (B, {n}, 3) nm, got {got}")
+        if not torch.is_tensor(sigma) or sigma.shape != (x.shape[0],):
+            got = tuple(sigma.shape) if torch.is_tensor(sigma) else type(sigma).__name__
+            raise ValueError(f"sigma: expected shape ({x.shape[0]},) (one noise level per sample), got {got}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("positions: non-finite value (NaN or inf)")
+        if not bool((torch.isfinite(sigma) & (sigma > 0)).all()):
+            raise ValueError("sigma: expected finite positive noise levels (nm)")
+
+    def pair_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Distances r (B, n, n) nm (1 on the diagonal, which is never used) and the pair
+        input (B, n, n, c_z): radial basis and R_REF / r, plus the graph-distance embedding."""
+        d2 = (x[:, :, None, :] - x[:, None, :, :]).pow(2).sum(-1)  # (B, n, n)
+        eye = torch.eye(self.n_atoms, dtype=torch.bool, device=x.device)
+        # 1 on the diagonal instead of 0: sqrt has an infinite derivative at 0
+        r = torch.where(eye, torch.ones_like(d2), d2).sqrt()
+        basis = torch.exp(-0.5 * ((r[..., None] - self.centres) / self.width) ** 2)
+        feats = torch.cat([basis, (_R_REF / r)[..., None]], dim=-1)  # (B, n, n, n_radial + 1)
+        z = self.radial_embed(feats) + self.graph_embed(self.graph_distance)
+        return r, z
+
+    def pair_matrix(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """W (B, n, n) nm^-2: symmetric, zero diagonal, O(3)- and translation invariant.
+
+        x: (B, n, 3) nm, centred or not; sigma: (B,) noise levels, nm."""
+        self.check_input(x, sigma)
+        _, z = self.pair_features(x)
+        b, n = x.shape[:2]
+        s = self.class_embed(self.class_index)[None] + self.noise_embed(sigma / self.sigma_ref)[:, None, :]
+        key_bias = torch.zeros(b, 1, 1, n, dtype=s.dtype, device=x.device)
+        _, z = self.trunk(s, z, key_bias)
+        w = self.head(z).squeeze(-1)  # (B, n, n), O(1)
+        w = 0.5 * (w + w.transpose(1, 2))
+        scale = self.hyper["w_scale"] * torch.exp(self.gain)[self.graph_distance]  # (n, n)
+        off = ~torch.eye(n, dtype=torch.bool, device=x.device)
+        return w * (scale * off)
+
+    @property
+    def sigma_ref(self) -> float:
+        """nm, the noise level at which the noise embedding's log input is 0."""
+        return float(self.hyper["sigma_ref"])
+
+    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """Score s_i = sum_j W_ij (x_i - x_j): (B, n, 3) nm^-1, for x (B, n, 3) nm and sigma
+        (B,) nm. Equivariant under O(3), translation invariant, zero net force and torque."""
+        w = self.pair_matrix(x, sigma)
+        x = x - x.mean(dim=1, keepdim=True)  # smaller |x|: less cancellation in the difference
+        return w.sum(-1, keepdim=True) * x - w @ x

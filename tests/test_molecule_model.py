@@ -1,0 +1,276 @@
+"""The molecular score network and its denoising score matching: E(3) equivariance, zero net
+force and torque, symmetric W, atom permutations, learning an exactly sampled Gaussian elastic
+network, bit-identical resume, refusal of bad input."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from spinscore.geometry.sphere import random_orthogonal
+from spinscore.molecules.dsm import DSMSettings, MoleculeTrainer, centre, draw_sigmas, dsm_loss
+from spinscore.molecules.score_model import AtomScoreModel, graph_distances, w_scale_from_data
+
+CLASSES = ["CT", "HC", "HC", "C", "O", "N", "H", "CT"]
+BONDS = np.array([(0, 1), (0, 2), (0, 3), (3, 4), (3, 5), (5, 6), (5, 7)])
+SMALL = {"single_dim": 16, "pair_dim": 8, "blocks": 2, "heads": 4, "n_radial": 8, "w_scale": 50.0}
+
+
+def make_model(classes=CLASSES, bonds=BONDS, seed=0):
+    """A float64 model with random, not-small weights everywhere (the zero-initialised head
+    would make every check pass trivially)."""
+    torch.manual_seed(seed)
+    model = AtomScoreModel.for_molecule(classes, bonds, **SMALL).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model.eval()
+
+
+def batch(seed=0, b=3):
+    n = len(CLASSES)
+    g = torch.Generator().manual_seed(seed)
+    x = 0.15 * torch.randn(b, n, 3, generator=g, dtype=torch.float64) + 2.0  # nm, not centred
+    sigma = torch.tensor([1e-5, 1e-4, 3e-4], dtype=torch.float64)[:b]
+    return x, sigma
+
+
+def test_graph_distances_are_capped_shortest_paths():
+    d = graph_distances(6, np.array([(0, 1), (1, 2), (2, 3), (3, 4)]), cap=3)
+    assert d[0].tolist() == [0, 1, 2, 3, 3, 3]  # 0-4 is 4 bonds apart, atom 5 is disconnected
+    assert (d == d.T).all() and d.dtype == np.int64
+
+
+@pytest.mark.parametrize("proper", [True, False])
+def test_score_is_e3_equivariant(proper):
+    """score(x R^T + t) = score(x) R^T for rotations (det +1) and for reflections and
+    rotoreflections (det -1), with random translations t; W itself is invariant."""
+    model = make_model()
+    x, sigma = batch()
+    g = torch.Generator().manual_seed(1 if proper else 2)
+    with torch.no_grad():
+        ref, w_ref = model(x, sigma), model.pair_matrix(x, sigma)
+        scale = float(ref.abs().max())
+        assert scale > 1.0  # not trivially zero
+        for q in random_orthogonal(6, proper=proper, generator=g, dtype=torch.float64):
+            assert float(torch.det(q)) == pytest.approx(1.0 if proper else -1.0)
+            t = torch.randn(3, generator=g, dtype=torch.float64)
+            moved = x @ q.T + t
+            assert float((model(moved, sigma) - ref @ q.T).abs().max()) < 1e-11 * scale
+            assert float((model.pair_matrix(moved, sigma) - w_ref).abs().max()) < 1e-11 * float(
+                w_ref.abs().max())
+
+
+def test_zero_net_force_and_torque():
+    model = make_model()
+    x, sigma = batch(seed=3)
+    with torch.no_grad():
+        s = model(x, sigma)
+    scale = float(s.norm(dim=-1).sum(-1).max())  # sum_i |s_i|: what cancels
+    assert float(s.sum(dim=1).abs().max()) < 1e-12 * scale
+    # about the origin: the net force is zero, so the torque is the same about any point
+    torque = torch.linalg.cross(x, s, dim=-1).sum(dim=1)
+    assert float(torque.abs().max()) < 1e-12 * scale * float(x.norm(dim=-1).max())
+
+
+def test_pair_matrix_is_symmetric_with_zero_diagonal():
+    model = make_model()
+    x, sigma = batch(seed=4)
+    with torch.no_grad():
+        w = model.pair_matrix(x, sigma)
+    assert w.shape == (3, len(CLASSES), len(CLASSES))
+    assert torch.equal(w, w.transpose(1, 2))
+    assert torch.equal(torch.diagonal(w, dim1=1, dim2=2), torch.zeros(3, len(CLASSES), dtype=w.dtype))
+    assert float(w.abs().max()) > 0
+
+
+def test_permuting_atoms_classes_and_bonds_together_permutes_the_score():
+    model = make_model()
+    perm = torch.tensor([5, 2, 7, 0, 3, 1, 6, 4])  # new atom k is old atom perm[k]
+    inverse = torch.argsort(perm)
+    classes = [CLASSES[p] for p in perm.tolist()]
+    bonds = inverse.numpy()[BONDS]
+    permuted = AtomScoreModel.for_molecule(classes, bonds, **SMALL).double()
+    assert torch.equal(permuted.graph_distance, model.graph_distance[perm][:, perm])
+    state = model.state_dict()
+    state.update(class_index=permuted.class_index, graph_distance=permuted.graph_distance)
+    permuted.load_state_dict(state)
+    x, sigma = batch(seed=5)
+    with torch.no_grad():
+        s, s_perm = model(x, sigma), permuted.eval()(x[:, perm], sigma)
+        w, w_perm = model.pair_matrix(x, sigma), permuted.pair_matrix(x[:, perm], sigma)
+    assert float((s_perm - s[:, perm]).abs().max()) < 1e-11 * float(s.abs().max())
+    assert float((w_perm - w[:, perm][:, :, perm]).abs().max()) < 1e-11 * float(w.abs().max())
+
+
+def test_rebuild_from_state_dict_and_config():
+    model = make_model()
+    rebuilt = AtomScoreModel.from_state_dict(model.state_dict(), model.config()).eval()
+    assert rebuilt.class_names == tuple(sorted(set(CLASSES)))
+    x, sigma = batch(seed=6)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x, sigma), model(x, sigma))
+
+
+# --- learnability: a Gaussian elastic network, sampled exactly -------------------------------
+
+BETA = 0.4  # mol/kJ, ~300 K
+NET_CLASSES = ["A", "B", "A", "B", "C"]
+NET_BONDS = np.array([(0, 1), (1, 2), (2, 3), (3, 4)])
+NET_K = {"AB": 2000.0, "BC": 6000.0}  # kJ/mol/nm^2 by class pair: thermal amplitudes 0.014-0.055 nm
+SIGMA_MIN = 1e-3  # nm
+
+
+def elastic_network():
+    """Graph Laplacian L (n, n) kJ/mol/nm^2 of U = 1/2 sum_bonds k_ij |x_i - x_j|^2."""
+    lap = np.zeros((len(NET_CLASSES),) * 2)
+    for i, j in NET_BONDS:
+        k = NET_K["".join(sorted(NET_CLASSES[i] + NET_CLASSES[j]))]
+        lap[[i, j], [j, i]] -= k
+        lap[[i, j], [i, j]] += k
+    return lap
+
+
+def exact_samples(lap, m, rng):
+    """m exact Boltzmann samples (m, n, 3) nm: in centred coordinates a Gaussian with
+    covariance pinv(beta L) per Cartesian component (the zero mode is the translation)."""
+    lam, vec = np.linalg.eigh(lap)
+    lam, vec = lam[1:], vec[:, 1:]
+    z = rng.standard_normal((m, len(lam), 3)) / np.sqrt(BETA * lam)[None, :, None]
+    return np.einsum("ia,mac->mic", vec, z)
+
+
+def cosine(a, b):
+    return float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_learns_the_score_of_an_exactly_sampled_elastic_network():
+    """Train on exact samples; the EMA score at SIGMA_MIN must have cosine >= 0.99 with the
+    exact beta F = -beta L x on held-out samples.
+
+    Why 0.99: the noised density's exact score, -(C + sigma^2 P)^+ x, differs from beta F per
+    mode by 1 / (1 + sigma^2 beta lambda), sigma^2 beta lambda_max ~ 5e-3 here: cosine
+    >= 0.9999 (checked below), so the noise level costs nothing. A class-blind model, one
+    spring constant for all bonds (the best it can do by symmetry), reaches only ~0.89
+    (checked below). 0.99 is a relative rms error of ~14%, which requires telling the
+    AB and BC bonds apart."""
+    lap = elastic_network()
+    rng = np.random.default_rng(1)
+    train, test = exact_samples(lap, 4096, rng), exact_samples(lap, 512, rng)
+    force = -BETA * np.einsum("ij,mjc->mic", lap, test)  # beta F, nm^-1
+    projector = np.eye(len(lap)) - 1.0 / len(lap)
+    stiffness = np.linalg.pinv(np.linalg.pinv(BETA * lap) + SIGMA_MIN**2 * projector)
+    assert cosine(-np.einsum("ij,mjc->mic", stiffness, test), force) > 0.9999
+    unit = -(lap < 0).astype(float)  # the Laplacian with every k = 1
+    unit -= np.diag(unit.sum(axis=1))
+    blind = -np.einsum("ij,mjc->mic", unit, test)
+    assert cosine(blind, force) < 0.9
+
+    torch.manual_seed(0)
+    model = AtomScoreModel.for_molecule(NET_CLASSES, NET_BONDS, single_dim=16, pair_dim=16, blocks=1,
+                                        heads=2, n_radial=16, r_max=0.3, w_scale=1e3, sigma_ref=SIGMA_MIN)
+    settings = DSMSettings(steps=200, batch_size=64, lr=3e-3, sigma_range=(SIGMA_MIN, 3 * SIGMA_MIN),
+                           ema_decay=0.99, seed=0)
+    trainer = MoleculeTrainer(model, train, settings)
+    losses = trainer.run()
+    assert len(losses) == 200 and np.isfinite(losses).all()
+    x = torch.tensor(test, dtype=torch.float32)
+    with torch.no_grad():
+        score = trainer.ema.eval()(x, torch.full((len(test),), SIGMA_MIN)).double().numpy()
+    assert cosine(score, force) >= 0.99
+
+
+# --- training machinery -----------------------------------------------------------------------
+
+def test_dsm_loss_of_the_zero_score_is_one_half_per_degree_of_freedom():
+    """With s = 0 the loss is |eps|^2 / (2 * 3 (n - 1)) and eps is centred: mean 1/2."""
+    zero = lambda x, sigma: torch.zeros_like(x)  # noqa: E731
+    x0 = torch.zeros(4000, 5, 3, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    loss = float(dsm_loss(zero, x0, torch.full((4000,), 1e-4, dtype=torch.float64), g))
+    assert loss == pytest.approx(0.5, abs=5 * 0.5 * np.sqrt(2 / (2 * 4000 * 12)))
+    assert torch.allclose(centre(x0 + 1.0), x0)
+
+
+def test_sigmas_come_from_the_set_or_the_log_uniform_range():
+    g = torch.Generator().manual_seed(0)
+    s = draw_sigmas(DSMSettings(sigma_range=(1e-5, 1e-3)), 2000, g)
+    assert float(s.min()) >= 1e-5 and float(s.max()) <= 1e-3
+    assert abs(float(torch.log10(s).mean()) + 4.0) < 0.05  # log-uniform: mean log10 is the midpoint
+    s = draw_sigmas(DSMSettings(sigma_set=(1e-4, 2e-4)), 100, g)
+    assert set(s.tolist()) == {1e-4, 2e-4}
+
+
+def small_trainer(seed=0):
+    torch.manual_seed(seed)  # a different initialisation per call: load_state_dict must replace it
+    model = AtomScoreModel.for_molecule(CLASSES, BONDS, **SMALL)
+    positions = 0.1 * np.random.default_rng(0).standard_normal((50, len(CLASSES), 3))
+    settings = DSMSettings(steps=6, batch_size=4, lr=1e-3, ema_decay=0.9, seed=3)
+    return MoleculeTrainer(model, positions.astype(np.float32), settings)
+
+
+def test_resumed_training_is_bit_identical():
+    straight = small_trainer()
+    straight.run()
+    first = small_trainer()
+    first.run(3)
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)  # through bytes, as a checkpoint on disk would be
+    buffer.seek(0)
+    resumed = small_trainer(seed=1)
+    resumed.load_state_dict(torch.load(buffer, weights_only=False))
+    assert resumed.step_count == 3
+    resumed.run()
+    assert resumed.step_count == straight.step_count == 6
+    for module in ("model", "ema"):
+        a, b = getattr(straight, module).state_dict(), getattr(resumed, module).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(p, q) for p, q in zip(straight.model.parameters(),
+                                                     straight.ema.parameters(), strict=True))
+    other = MoleculeTrainer(first.model, first.data, DSMSettings(steps=6, batch_size=4, seed=4))
+    with pytest.raises(ValueError, match="other settings.*seed"):
+        other.load_state_dict(first.state_dict())
+
+
+def one_line_error(call, match):
+    with pytest.raises(ValueError, match=match) as info:
+        call()
+    assert "\n" not in str(info.value)
+
+
+def test_bad_input_raises_a_clear_value_error():
+    model = make_model()
+    x, sigma = batch()
+    n = len(CLASSES)
+    nan = x.clone()
+    nan[1, 2, 0] = float("nan")
+    one_line_error(lambda: model(nan, sigma), "positions: non-finite")
+    inf = x.clone()
+    inf[0, 0, 1] = float("inf")
+    one_line_error(lambda: model.pair_matrix(inf, sigma), "positions: non-finite")
+    one_line_error(lambda: model(x[:, :-1], sigma), rf"positions: expected .*\(B, {n}, 3\)")
+    one_line_error(lambda: model(x[0], sigma), "positions: expected")
+    one_line_error(lambda: model(x[..., :2], sigma), "positions: expected")
+    one_line_error(lambda: model(x, sigma[:2]), "sigma: expected shape")
+    one_line_error(lambda: model(x, -sigma), "sigma: expected finite positive")
+    one_line_error(lambda: model(x, sigma * float("nan")), "sigma: expected finite positive")
+    good = np.zeros((10, n, 3))
+    settings = DSMSettings()
+    bad = good.copy()
+    bad[3, 1, 2] = np.nan
+    one_line_error(lambda: MoleculeTrainer(model, bad, settings), "positions: non-finite")
+    one_line_error(lambda: MoleculeTrainer(model, good[:, :-1], settings), f"the model has {n}")
+    one_line_error(lambda: MoleculeTrainer(model, good[0], settings), r"shape \(M, n, 3\)")
+    one_line_error(lambda: DSMSettings(sigma_range=(1e-3, 1e-4)), "invalid sigma_range")
+    one_line_error(lambda: DSMSettings(batch_size=0, ema_decay=1.0), "invalid batch_size, ema_decay")
+    one_line_error(lambda: AtomScoreModel.for_molecule(CLASSES, BONDS, depth=3), "unknown hyper")
+    one_line_error(lambda: AtomScoreModel.for_molecule(CLASSES, BONDS + 5), "bonds: atom index")
+
+
+def test_w_scale_from_data():
+    """One bond of length 0.1 nm, forces +-1000 kJ/mol/nm: rms(beta F) / 0.1 nm."""
+    positions = np.array([[[0.0, 0.0, 0.0], [0.1, 0.0, 0.0]]])
+    forces = np.array([[[1000.0, 0.0, 0.0], [-1000.0, 0.0, 0.0]]])
+    scale = w_scale_from_data(positions, forces, BETA, np.array([(0, 1)]))
+    assert scale == pytest.approx(BETA * 1000.0 / np.sqrt(3) / 0.1)
