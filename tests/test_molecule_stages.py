@@ -55,7 +55,7 @@ def test_a_molecular_config_is_recognised_and_validated(tmp_path):
     result = CliRunner().invoke(main, ["simulate", "--config", str(path), "--out", str(tmp_path / "o.h5"),
                                        "--set", "simulation.timestep_fs=3"])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "timestep_fs" in result.output
-    result = CliRunner().invoke(main, ["train", "--config", str(path), "--data", "x.h5", "--out", "o"])
+    result = CliRunner().invoke(main, ["thermo", "--config", str(path), "--sequence", "AB", "--out", "o"])
     assert result.exit_code == 2 and "describes a molecule" in result.output
 
 

@@ -134,9 +134,16 @@ def train(data_path, config_path, overrides, out, resume, overwrite, device, qui
     """Train the equivariant score model by denoising score matching on (S^2)^N.
 
     Several processes: torchrun --nproc_per_node=K -m spinscore.cli train ... (DDP)."""
-    from spinscore.config import load_config, require_spin_config
+    from spinscore.config import load_config
+    from spinscore.config.molecule import MoleculeRunConfig
 
-    config = require_spin_config(load_config(config_path, overrides), "spinscore train")
-    path = stages.train(config, data_path, out, resume=resume, overwrite=overwrite,
-                        device=device, progress=not quiet)
+    config = load_config(config_path, overrides)
+    if isinstance(config, MoleculeRunConfig):
+        if device not in (None, "cpu"):
+            raise SpinscoreError("--device: molecular training runs on the CPU so far")
+        path = stages.train_molecule(config, data_path, out, resume=resume, overwrite=overwrite,
+                                     progress=not quiet)
+    else:
+        path = stages.train(config, data_path, out, resume=resume, overwrite=overwrite,
+                            device=device, progress=not quiet)
     click.echo(f"wrote {path}")

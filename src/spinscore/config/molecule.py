@@ -86,6 +86,62 @@ class LangevinConfig(_Frozen):
         return self.trajectories * self.frames * self.steps_per_frame * self.timestep_fs / 1000
 
 
+class AtomModelConfig(_Frozen):
+    """`model:` of a molecular run: the E(3)-equivariant atom score model
+    (`molecules.score_model.AtomScoreModel`): a Pairformer over atoms, symmetric pair weights
+    W_ij = w_scale exp(gain[graph distance]) h_ij, score_i = sum_j W_ij (x_i - x_j)."""
+
+    single_dim: int = Field(default=64, gt=0)
+    pair_dim: int = Field(default=32, gt=0)
+    blocks: int = Field(default=4, ge=1)
+    heads: int = Field(default=4, ge=1)
+    transition: int = Field(default=2, ge=1)
+    n_radial: int = Field(default=32, gt=0)  # Gaussian radial features on [0, r_max]
+    r_max: float = Field(default=1.2, gt=0)  # nm
+    max_graph_distance: int = Field(default=5, ge=1)  # bond-graph distances >= this are one
+    # nm^-2, the scale of W; None: from the training positions, the mean over bonds of
+    # 1 / (std(r) mean(r)) (the |W| of a harmonic bond by equipartition), never the forces
+    w_scale: float | None = Field(default=None, gt=0)
+    sigma_ref: float = Field(default=1e-4, gt=0)  # nm, the noise embedding's unit
+    noise_octaves: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> AtomModelConfig:
+        if self.single_dim % self.heads:
+            raise ValueError(f"single_dim ({self.single_dim}) must be divisible by heads "
+                             f"({self.heads})")
+        return self
+
+
+class DSMConfig(_Frozen):
+    """`train:` of a molecular run: antithetic denoising score matching on the centred
+    coordinates of the training trajectories (all but the last `holdout_trajectories`, which
+    only the readout sees), noise sigma (nm) log-uniform in `sigma_range` or from `sigma_set`,
+    below the thermal amplitude of the stiffest bond (~0.003 nm) so the score is still beta x
+    the force."""
+
+    steps: int = Field(default=10_000, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    lr: float = Field(default=1e-3, gt=0)
+    sigma_range: tuple[float, float] = (3e-5, 3e-4)
+    sigma_set: tuple[float, ...] = ()
+    ema_decay: float = Field(default=0.999, ge=0, lt=1)
+    grad_clip: float = Field(default=1.0, ge=0)
+    seed: int = Field(default=0, ge=0)
+    holdout_trajectories: int = Field(default=2, ge=1)
+    checkpoint_every: int = Field(default=500, gt=0)  # optimiser steps
+    log_every: int = Field(default=50, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> DSMConfig:
+        lo, hi = self.sigma_range
+        if not 0 < lo <= hi:
+            raise ValueError(f"sigma_range: expected 0 < low <= high (nm), got {list(self.sigma_range)}")
+        if any(s <= 0 for s in self.sigma_set):
+            raise ValueError("sigma_set: expected positive noise levels (nm)")
+        return self
+
+
 MOLECULE_DATA_SECTIONS = ("system", "simulation")  # what a molecular data set depends on
 
 
@@ -94,6 +150,8 @@ class MoleculeRunConfig(_Frozen):
 
     system: MoleculeSystemConfig
     simulation: LangevinConfig = LangevinConfig()
+    model: AtomModelConfig = AtomModelConfig()
+    train: DSMConfig = DSMConfig()
 
     def to_yaml(self, sections: tuple[str, ...] | None = None) -> str:
         """The resolved configuration (or only `sections` of it) as YAML; round-trips through

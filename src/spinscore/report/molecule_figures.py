@@ -74,3 +74,14 @@ def md_check_figure(phi: np.ndarray, psi: np.ndarray, nve_time_ps: np.ndarray | 
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def loss_figure(steps: np.ndarray, loss: np.ndarray) -> Figure:
+    """The denoising loss (per degree of freedom) against the optimiser step. Its level is set
+    by the noise (1/2 for a zero score); the learning shows as the small decrease below it."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, loss, lw=1)
+    ax.set(xlabel="optimiser step", ylabel="DSM loss per degree of freedom",
+           title="training loss (log-spaced noise levels)")
+    fig.tight_layout()
+    return fig

@@ -14,7 +14,7 @@ _HOME = {
     "ood": "analyses", "partition": "analyses",
     "inspect_dataset": "data", "mixing": "data", "simulate": "data", "write_json": "data",
     "data_config": "molecules", "is_molecule_file": "molecules", "md_check": "molecules",
-    "simulate_molecule": "molecules",
+    "simulate_molecule": "molecules", "train_molecule": "molecule_training",
     "report": "reporting", "thermo": "thermodynamics", "train": "training",
 }
 __all__ = sorted(_HOME)

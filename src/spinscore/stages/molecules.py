@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinscore.config.molecule import MoleculeRunConfig
+from spinscore.config.molecule import MOLECULE_DATA_SECTIONS, MoleculeRunConfig
 from spinscore.errors import SpinscoreError
 from spinscore.stages.data import write_json
 
@@ -28,7 +28,8 @@ def simulate_molecule(config: MoleculeRunConfig, out: str | Path, *, threads: in
                       overwrite: bool = False, progress: bool = True) -> Path:
     """`spinscore simulate` for a molecule: `config.simulation.trajectories` Langevin
     trajectories in the HDF5 file `out` (`molecules.datafile`), `threads` at once, chunked and
-    resumable; the config travels in the file (attribute `config`). Returns the path."""
+    resumable; the data sections of the config travel in the file (attribute `config`).
+    Returns the path."""
     from tqdm.auto import tqdm
 
     from spinscore.molecules import simulate_trajectories
@@ -39,7 +40,8 @@ def simulate_molecule(config: MoleculeRunConfig, out: str | Path, *, threads: in
     bar = tqdm(total=settings.n_chunks, desc="trajectory chunks", disable=not progress)
     try:
         return simulate_trajectories(out, settings, workers=threads or 2, overwrite=overwrite,
-                                     on_chunk=lambda _: bar.update(), attrs={"config": config.to_yaml()})
+                                     on_chunk=lambda _: bar.update(),
+                                     attrs={"config": config.to_yaml(MOLECULE_DATA_SECTIONS)})
     finally:
         bar.close()
 

@@ -1,0 +1,78 @@
+"""The molecular training stage: resumable after a kill, refuses foreign inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("openmm")
+
+from spinscore.config import parse_config  # noqa: E402
+from spinscore.errors import SpinscoreError  # noqa: E402
+from spinscore.stages.molecule_training import (  # noqa: E402
+    load_molecule_checkpoint,
+    load_molecule_model,
+    train_molecule,
+    w_scale_from_positions,
+)
+from spinscore.stages.molecules import simulate_molecule  # noqa: E402
+
+SYSTEM = {"molecule": {"name": "alanine-dipeptide", "solvent": "vacuum", "temperature": 300}}
+SIMULATION = {"trajectories": 3, "frames": 12, "steps_per_frame": 20, "equilibration_steps": 200,
+              "frames_per_chunk": 6}
+CONFIG = {"system": SYSTEM, "simulation": SIMULATION,
+          "model": {"single_dim": 8, "pair_dim": 4, "blocks": 1, "heads": 2, "n_radial": 6},
+          "train": {"steps": 24, "batch_size": 4, "checkpoint_every": 8, "log_every": 4,
+                    "holdout_trajectories": 1}}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ala") / "ala.h5"
+    simulate_molecule(parse_config(CONFIG), out, threads=2, progress=False)
+    return out
+
+
+def test_a_killed_training_resumes_to_the_same_model(tiny_data, tmp_path):
+    config = parse_config(CONFIG)
+    whole = train_molecule(config, tiny_data, tmp_path / "whole", progress=False)
+    part = train_molecule(config, tiny_data, tmp_path / "part", progress=False, max_steps=13)
+    assert load_molecule_checkpoint(part)["trainer"]["step"] == 13  # saved at the stop
+    assert not (tmp_path / "part" / "train_summary.json").exists()
+    with pytest.raises(SpinscoreError, match="exists; pass --resume"):
+        train_molecule(config, tiny_data, tmp_path / "part", progress=False)
+    train_molecule(config, tiny_data, tmp_path / "part", progress=False, resume=True)
+    a, b = load_molecule_checkpoint(whole), load_molecule_checkpoint(part)
+    for key in ("model", "ema"):
+        for name, tensor in a["trainer"][key].items():
+            assert torch.equal(tensor, b["trainer"][key][name]), (key, name)
+    assert [r[:2] for r in a["rows"]] == [r[:2] for r in b["rows"]]
+    assert (tmp_path / "part" / "loss_curve.png").exists()
+    model, loaded = load_molecule_model(whole)
+    assert loaded == config and model.n_atoms == 22
+
+
+def test_foreign_inputs_are_one_clear_error(tiny_data, tmp_path):
+    other = parse_config({**CONFIG, "simulation": {**SIMULATION, "seed": 7}})
+    with pytest.raises(SpinscoreError, match="simulated with another simulation section"):
+        train_molecule(other, tiny_data, tmp_path / "o", progress=False)
+    greedy = parse_config({**CONFIG, "train": {**CONFIG["train"], "holdout_trajectories": 3}})
+    with pytest.raises(SpinscoreError, match="train.holdout_trajectories: 3 leaves none"):
+        train_molecule(greedy, tiny_data, tmp_path / "g", progress=False)
+    spin_checkpoint = tmp_path / "spin.pt"
+    torch.save({"model": {}, "ema": {}, "config": "", "meta": {}, "step": 0}, spin_checkpoint)
+    with pytest.raises(SpinscoreError, match="not a molecular spinscore checkpoint"):
+        load_molecule_checkpoint(spin_checkpoint)
+
+
+def test_w_scale_is_the_equipartition_size_of_a_bond_weight():
+    """Bonds sampled from their Boltzmann distribution: std(r) = 1 / sqrt(beta k), so the scale
+    is sqrt(beta k) / r0 (no force needed)."""
+    rng = np.random.default_rng(0)
+    beta_k, r0, m = 1.0e5, 0.11, 20_000  # nm^-2, nm
+    r = r0 + rng.standard_normal(m) / np.sqrt(beta_k)
+    positions = np.zeros((m, 2, 3))
+    positions[:, 1, 0] = r
+    expected = np.sqrt(beta_k) / r0
+    assert w_scale_from_positions(positions, np.array([[0, 1]])) == pytest.approx(expected, rel=0.02)
