@@ -11,6 +11,7 @@ from spinscore.molecules.alanine import (
     dihedral_deg,
     place_atom,
 )
+from spinscore.molecules.basis import FAMILIES, ForceFieldBasis, force_field_basis
 from spinscore.molecules.datafile import MoleculeData, read_molecule_data
 from spinscore.molecules.dsm import DSMSettings, MoleculeTrainer, centre, draw_sigmas, dsm_loss
 from spinscore.molecules.forcefield import (
@@ -41,6 +42,13 @@ from spinscore.molecules.ramachandran import (
     basin_labels,
     basin_populations,
 )
+from spinscore.molecules.readout import (
+    fit_forces,
+    normal_sums,
+    parameters,
+    score_matching_from_sums,
+    sector_forces,
+)
 from spinscore.molecules.score_model import AtomScoreModel, graph_distances, w_scale_from_data
 from spinscore.molecules.trajectories import (
     Molecule,
@@ -50,6 +58,14 @@ from spinscore.molecules.trajectories import (
 )
 
 __all__ = [
+    "FAMILIES",
+    "ForceFieldBasis",
+    "fit_forces",
+    "force_field_basis",
+    "normal_sums",
+    "parameters",
+    "score_matching_from_sums",
+    "sector_forces",
     "AtomScoreModel",
     "DSMSettings",
     "MoleculeTrainer",
