@@ -14,13 +14,11 @@ it crashed with the same inputs (`stages/<stage>.started` holds them), else star
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -29,12 +27,15 @@ from tqdm.auto import tqdm
 
 from spinscore import stages
 from spinscore.checkpoints import EARLY_CHECKPOINT
-from spinscore.config import RunConfig, load_config, require_spin_config
+from spinscore.config import RunConfig, load_config
+from spinscore.config.molecule import MoleculeRunConfig
 from spinscore.errors import AnalysisError, SpinscoreError
 from spinscore.io import atomic_write_bytes
 from spinscore.model.published import is_published_system
+from spinscore.pipeline import Pipeline
 
-PRESETS = {name: f"{name}.yaml" for name in ("quick", "paper", "square", "triangular")}
+PRESETS = {name: f"{name}.yaml" for name in ("quick", "paper", "square", "triangular",
+                                             "alanine-vacuum", "alanine-implicit")}
 PUBLISHED = Path("tests") / "data" / "mini_af3_epoch_20.pt"  # the authors' checkpoint
 PUBLISHED_T_EVAL = 1e-4  # where the paper reads its network
 
@@ -130,48 +131,6 @@ def data_configs(config: RunConfig) -> dict[str, RunConfig]:
         "ood_extra_range": _with(config, simulation={**ood, "seed": rc.test_seed + 3},
                                  system={"couplings": {**system.couplings, **extra}}),
     }
-
-
-@dataclass
-class Pipeline:
-    """Runs stages in order, skipping those whose input hash matches their record."""
-
-    run_dir: Path
-    progress: bool = True
-    records: dict[str, dict] = field(default_factory=dict)
-
-    def stage(self, name: str, inputs: list[str], run: Callable[[Path], dict | None],
-              bar: tqdm) -> dict:
-        """Run (or skip) stage `name`: `inputs` are texts (config YAML, upstream hashes) that
-        determine its result; `run(stage_dir)` returns a small JSON-able summary."""
-        record_path = self.run_dir / "stages" / f"{name}.json"
-        started = record_path.with_suffix(".started")  # the key of a run that has not finished
-        key = hashlib.sha256("\0".join(inputs).encode()).hexdigest()
-        stage_dir = self.run_dir / name
-        if record_path.exists():
-            record = json.loads(record_path.read_text())
-            if record.get("key") == key:
-                bar.set_postfix_str(f"{name}: cached")
-                bar.update(1)
-                self.records[name] = record
-                return record
-            shutil.rmtree(stage_dir, ignore_errors=True)  # inputs changed: start again
-            record_path.unlink()
-        elif started.exists() and started.read_text() != key:
-            shutil.rmtree(stage_dir, ignore_errors=True)  # crashed with other inputs: start again
-        bar.set_postfix_str(name)
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        started.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(started, key.encode())
-        start = time.perf_counter()
-        summary = run(stage_dir) or {}
-        record = {"stage": name, "key": key, "seconds": time.perf_counter() - start,
-                  "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "summary": summary}
-        stages.write_json(record_path, record)
-        started.unlink()
-        bar.update(1)
-        self.records[name] = record
-        return record
 
 
 SUMMARY_KEYS = ("cosine", "r2", "worst_ratio_error", "scale_over_beta")
@@ -342,9 +301,13 @@ def plan(run: Run) -> list[tuple[str, list[str], list[str], Callable[[Path], dic
 def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
               device: str | None = None, progress: bool = True) -> Path:
     """Run every stage for a preset (or config file) into `run_dir`; return report.html."""
-    config = require_spin_config(load_config(preset_path(preset), overrides),
-                                 f"--preset {preset}")
+    config = load_config(preset_path(preset), overrides)
     run_dir = Path(run_dir)
+    if isinstance(config, MoleculeRunConfig):
+        from spinscore.molecule_reproduce import reproduce_molecule
+
+        claim_run_dir(run_dir, preset)
+        return reproduce_molecule(config, run_dir, progress)
     claim_run_dir(run_dir, preset)
     atomic_write_bytes(run_dir / "config.yaml", config.to_yaml().encode())
     pipe = Pipeline(run_dir, progress)

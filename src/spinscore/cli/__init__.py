@@ -17,7 +17,8 @@ __all__ = ["main"]
 
 @main.command()
 @click.option("--preset", default="quick", show_default=True,
-              help="quick (CPU, minutes), paper (the paper's sizes), or a config file.")
+              help="quick (CPU, minutes), paper (the paper's sizes), square, triangular, "
+                   "alanine-vacuum, alanine-implicit (molecules), or a config file.")
 @set_option
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
 @click.option("--device", default=None, help="torch device (default: cuda if present, else cpu).")

@@ -147,3 +147,29 @@ def train(data_path, config_path, overrides, out, resume, overwrite, device, qui
         path = stages.train(config, data_path, out, resume=resume, overwrite=overwrite,
                             device=device, progress=not quiet)
     click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
+              help="Molecular training checkpoint (checkpoint.pt of `spinscore train`).")
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="The trajectory file it was trained on (its held-out trajectories are read).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--frames", type=int, default=500, show_default=True,
+              help="Held-out frames to read the network on.")
+@click.option("--fit-frames", type=int, default=2000, show_default=True,
+              help="Training frames for the score-matching baseline.")
+def readout(checkpoint, data_path, out, frames, fit_frames):
+    """Molecules: the network's zero-noise force against OpenMM's, sector by sector, and the
+    force-field parameters read back (with score matching and the oracle on the same basis)."""
+    if frames < 1 or fit_frames < 1:
+        raise SpinscoreError(f"--frames, --fit-frames: expected positive integers, got "
+                             f"{frames}, {fit_frames}")
+    result = stages.readout_molecule(checkpoint, data_path, out, frames=frames,
+                                     fit_frames=fit_frames)
+    total = result["network_total"]
+    click.echo(f"network total force: cosine {total['cosine']:.5f}, NRMSE {total['nrmse']:.4f}")
+    for fit in ("network", "score_matching", "oracle"):
+        sectors = ", ".join(f"{f} {s['cosine']:.4f}" for f, s in result[fit]["sectors"].items())
+        click.echo(f"{fit}: {sectors}")
+    click.echo(f"wrote {Path(out) / 'readout.json'} and {Path(out) / 'readout.png'}")

@@ -37,7 +37,8 @@ from spinscore.model.pairformer import Pairformer
 HYPER_DEFAULTS: dict[str, Any] = {
     "single_dim": 64, "pair_dim": 32, "blocks": 4, "heads": 4, "transition": 2,
     "n_radial": 32, "r_max": 1.2, "max_graph_distance": 5, "w_scale": 1e4,
-    "sigma_ref": 1e-4, "noise_octaves": 4,
+    "sigma_ref": 1e-4, "noise_octaves": 4, "standardise": False, "pair_scale": False,
+    "linear_skip": False,
 }
 _R_REF = 0.1  # nm, the 1/r feature is R_REF / r: O(1) at bond lengths
 
@@ -116,26 +117,41 @@ class AtomScoreModel(nn.Module):
         names = "\n".join(self.class_names).encode()
         self.register_buffer("class_names_utf8", torch.tensor(list(names), dtype=torch.uint8))
         self.register_buffer("centres", torch.linspace(0.0, h["r_max"], h["n_radial"]))
+        # per-pair distance statistics of the training positions (fit_distance_statistics);
+        # mean 0 and std 1 until fitted, which the features that need them refuse
+        self.register_buffer("pair_mean", torch.zeros(n, n))
+        self.register_buffer("pair_std", torch.ones(n, n))
+        self.register_buffer("stats_fitted", torch.zeros((), dtype=torch.bool))
         self.width = h["r_max"] / (h["n_radial"] - 1)
         self.class_embed = nn.Embedding(len(self.class_names), c_s)
         self.noise_embed = TimeEmbedding(c_s, h["noise_octaves"])
-        self.radial_embed = nn.Linear(h["n_radial"] + 1, c_z)
+        self.radial_embed = nn.Linear(h["n_radial"] + 1 + bool(h["standardise"]), c_z)
         self.graph_embed = nn.Embedding(h["max_graph_distance"] + 1, c_z)
         self.trunk = Pairformer(c_s, c_z, h["blocks"], h["heads"], h["transition"])
         self.head = nn.Sequential(nn.LayerNorm(c_z), nn.Linear(c_z, c_z), nn.GELU(), nn.Linear(c_z, 1))
         nn.init.zeros_(self.head[-1].weight)  # start from the zero score: the loss is then 1/2
         nn.init.zeros_(self.head[-1].bias)
         self.gain = nn.Parameter(torch.zeros(h["max_graph_distance"] + 1))
+        if h["linear_skip"]:
+            # W_ij += scale_ij (a_t + b_t z_ij), t the pair type (class_i, class_j, g_ij), unordered
+            n_types = len(self.class_names) ** 2 * (h["max_graph_distance"] + 1)
+            self.skip = nn.Embedding(n_types, 2)
+            nn.init.zeros_(self.skip.weight)
 
     @classmethod
     def for_molecule(cls, atom_classes: list[str] | tuple[str, ...], bonds: np.ndarray,
-                     **hyper: Any) -> AtomScoreModel:
+                     positions: np.ndarray | Tensor | None = None, **hyper: Any) -> AtomScoreModel:
         """The model of a molecule: class vocabulary sorted(set(atom_classes)), graph
-        distances from `bonds` (n_bonds, 2) atom indices; `hyper` as the constructor."""
+        distances from `bonds` (n_bonds, 2) atom indices; `hyper` as the constructor. With
+        `positions` (M, n, 3) nm, the training configurations, the distance statistics are
+        fitted (`fit_distance_statistics`)."""
         names = tuple(sorted(set(atom_classes)))
         index = np.array([names.index(c) for c in atom_classes], dtype=np.int64)
         cap = hyper.get("max_graph_distance", HYPER_DEFAULTS["max_graph_distance"])
-        return cls(index, graph_distances(len(atom_classes), bonds, cap), names, **hyper)
+        model = cls(index, graph_distances(len(atom_classes), bonds, cap), names, **hyper)
+        if positions is not None:
+            model.fit_distance_statistics(positions)
+        return model
 
     def config(self) -> dict[str, Any]:
         """The hyper-parameters (keyword arguments of the constructor), JSON-friendly."""
@@ -165,32 +181,81 @@ class AtomScoreModel(nn.Module):
         if not bool((torch.isfinite(sigma) & (sigma > 0)).all()):
             raise ValueError("sigma: expected finite positive noise levels (nm)")
 
+    def fit_distance_statistics(self, positions: np.ndarray | Tensor) -> None:
+        """Set the per-pair distance mean and standard deviation (nm) from training positions
+        (M, n, 3) nm (the configurations only, never forces): what `standardise`,
+        `pair_scale` and `linear_skip` use. Needs M >= 2 and distinct positions per pair."""
+        x = torch.as_tensor(positions).to("cpu", torch.float64)
+        if x.ndim != 3 or x.shape[1:] != (self.n_atoms, 3) or x.shape[0] < 2:
+            raise ValueError(f"fit_distance_statistics: expected (M >= 2, {self.n_atoms}, 3) positions, "
+                             f"got {tuple(x.shape)}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("fit_distance_statistics: non-finite positions")
+        r = torch.cdist(x, x)  # (M, n, n)
+        mean, std = r.mean(0), r.std(0)
+        off = ~torch.eye(self.n_atoms, dtype=torch.bool)
+        if not bool((std[off] > 0).all()) or not bool((mean[off] > 0).all()):
+            raise ValueError("fit_distance_statistics: some pair distance does not vary")
+        mean[~off], std[~off] = 1.0, 1.0  # the diagonal is never used
+        dtype = self.pair_mean.dtype
+        self.pair_mean.copy_(mean.to(dtype))
+        self.pair_std.copy_(std.to(dtype))
+        self.stats_fitted.fill_(True)
+
+    def _needs_stats(self) -> bool:
+        return any(self.hyper[k] for k in ("standardise", "pair_scale", "linear_skip"))
+
     def pair_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Distances r (B, n, n) nm (1 on the diagonal, which is never used) and the pair
-        input (B, n, n, c_z): radial basis and R_REF / r, plus the graph-distance embedding."""
+        input (B, n, n, c_z): radial basis and R_REF / r (and, with `standardise`, the
+        standardised distance (r - mean) / std), plus the graph-distance embedding."""
         d2 = (x[:, :, None, :] - x[:, None, :, :]).pow(2).sum(-1)  # (B, n, n)
         eye = torch.eye(self.n_atoms, dtype=torch.bool, device=x.device)
         # 1 on the diagonal instead of 0: sqrt has an infinite derivative at 0
         r = torch.where(eye, torch.ones_like(d2), d2).sqrt()
         basis = torch.exp(-0.5 * ((r[..., None] - self.centres) / self.width) ** 2)
-        feats = torch.cat([basis, (_R_REF / r)[..., None]], dim=-1)  # (B, n, n, n_radial + 1)
-        z = self.radial_embed(feats) + self.graph_embed(self.graph_distance)
+        parts = [basis, (_R_REF / r)[..., None]]
+        if self.hyper["standardise"]:
+            parts.append(self.standardised(r)[..., None])
+        z = self.radial_embed(torch.cat(parts, dim=-1)) + self.graph_embed(self.graph_distance)
         return r, z
+
+    def standardised(self, r: Tensor) -> Tensor:
+        """(r - mean) / std per pair, from the fitted statistics: (B, n, n)."""
+        return (r - self.pair_mean) / self.pair_std
+
+    def pair_type(self) -> Tensor:
+        """(n, n) int64 index of the unordered (class_i, class_j, graph distance) triple."""
+        c, k = self.class_index, len(self.class_names)
+        lo, hi = torch.minimum(c[:, None], c[None, :]), torch.maximum(c[:, None], c[None, :])
+        return (lo * k + hi) * (self.hyper["max_graph_distance"] + 1) + self.graph_distance
 
     def pair_matrix(self, x: Tensor, sigma: Tensor) -> Tensor:
         """W (B, n, n) nm^-2: symmetric, zero diagonal, O(3)- and translation invariant.
 
         x: (B, n, 3) nm, centred or not; sigma: (B,) noise levels, nm."""
         self.check_input(x, sigma)
-        _, z = self.pair_features(x)
+        if self._needs_stats() and not bool(self.stats_fitted):
+            raise ValueError("AtomScoreModel: standardise / pair_scale / linear_skip need the distance "
+                             "statistics: call fit_distance_statistics(positions) first")
+        r, z = self.pair_features(x)
         b, n = x.shape[:2]
         s = self.class_embed(self.class_index)[None] + self.noise_embed(sigma / self.sigma_ref)[:, None, :]
         key_bias = torch.zeros(b, 1, 1, n, dtype=s.dtype, device=x.device)
         _, z = self.trunk(s, z, key_bias)
         w = self.head(z).squeeze(-1)  # (B, n, n), O(1)
+        if self.hyper["linear_skip"]:
+            ab = self.skip(self.pair_type())  # (n, n, 2)
+            w = w + ab[..., 0] + ab[..., 1] * self.standardised(r)
         w = 0.5 * (w + w.transpose(1, 2))
-        scale = self.hyper["w_scale"] * torch.exp(self.gain)[self.graph_distance]  # (n, n)
         off = ~torch.eye(n, dtype=torch.bool, device=x.device)
+        if self.hyper["pair_scale"]:
+            # the harmonic scale of each pair: beta k = 1 / var(r), W = beta k (r - r0) / r
+            # ~ z / (std mean) per unit standardised distance z
+            base = 1.0 / (self.pair_std * self.pair_mean)
+        else:
+            base = self.hyper["w_scale"]
+        scale = base * torch.exp(self.gain)[self.graph_distance]  # (n, n)
         return w * (scale * off)
 
     @property

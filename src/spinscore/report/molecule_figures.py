@@ -85,3 +85,53 @@ def loss_figure(steps: np.ndarray, loss: np.ndarray) -> Figure:
            title="training loss (log-spaced noise levels)")
     fig.tight_layout()
     return fig
+
+
+def readout_figure(score: np.ndarray, target: np.ndarray, fits: dict, tables: dict[str, list],
+                   title: str) -> Figure:
+    """The molecular readout: (a) the network's score against beta x OpenMM's force, component
+    by component; (b) bond force constants read back against amber14's, (c) bond lengths r0 and
+    (d) angles theta0, each fit's error per type.
+
+    Args:
+        score, target: (M, n, 3) nm^-1.
+        fits: fit name -> coefficients (only the names are used, for the legend order).
+        tables: fit name -> rows {"family", "name", "value", "true", "error", ...}.
+    """
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.4))
+    ax = axes[0]
+    p, t = np.ravel(score), np.ravel(target)
+    keep = np.random.default_rng(0).choice(p.size, size=min(p.size, 20_000), replace=False)
+    ax.plot(t[keep], p[keep], ",", alpha=0.5)
+    lim = np.percentile(np.abs(t), 99.5)
+    ax.plot([-lim, lim], [-lim, lim], "k--", lw=1)
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="β F (OpenMM), nm⁻¹",
+           ylabel="network score, nm⁻¹", title="(a) zero-noise score against β × force")
+    markers = dict(zip(fits, ("o", "s", "x", "^"), strict=False))
+    for ax, family, name, label in ((axes[1], "bond", "k", "bond k (kJ/mol/nm²), amber"),
+                                    (axes[2], "bond", "r0", "bond r0 error (nm)"),
+                                    (axes[3], "angle", "theta0", "angle θ0 error (°)")):
+        for fit in fits:
+            rows = [r for r in tables[fit] if r["family"] == family and r["name"] == name]
+            if name == "k":
+                ax.loglog([r["true"] for r in rows], [abs(r["value"]) for r in rows],
+                          markers[fit], label=fit, mfc="none")
+            else:
+                ax.plot(range(len(rows)), [r["error"] for r in rows], markers[fit], label=fit,
+                        mfc="none")
+        if name == "k":
+            ks = [r["true"] for r in tables[next(iter(fits))] if r["family"] == family
+                  and r["name"] == name]
+            ax.plot([min(ks), max(ks)], [min(ks), max(ks)], "k--", lw=1)
+            ax.set(xlabel="amber14", ylabel="read back", title=f"(b) {label}")
+        else:
+            bound = 0.002 if name == "r0" else 2.0
+            for sign in (-1, 1):
+                ax.axhline(sign * bound, color="k", ls=":", lw=1)
+            ax.set(xlabel=f"{family} type", ylabel="read back − amber14",
+                   title=f"({'c' if name == 'r0' else 'd'}) {label}")
+            ax.set_ylim(-5 * bound, 5 * bound)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,103 @@
+"""The report of a molecular run: metrics.json and report.html from the stages' JSON and PNGs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from spinscore.io import atomic_write_bytes
+from spinscore.report.build import STYLE, environment
+from spinscore.report.html import img, table
+
+SECTOR_ORDER = ("bond", "angle", "proper", "improper", "lj", "coulomb", "lj14", "coulomb14")
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def collect_molecule_metrics(run_dir: Path, records: dict[str, dict]) -> dict:
+    """The content of metrics.json: each stage's numbers, the targets, the times."""
+    readout = _load(run_dir / "readout" / "readout.json")
+    if readout is not None:
+        readout.pop("parameter_tables", None)
+    metrics = {"md_check": _load(run_dir / "inspect" / "md_check.json"),
+               "training": _load(run_dir / "train" / "train_summary.json"),
+               "readout": readout,
+               "stage_seconds": {name: r["seconds"] for name, r in records.items()},
+               "environment": environment()}
+    metrics["total_seconds"] = sum(metrics["stage_seconds"].values())
+    return metrics
+
+
+def _readout_rows(readout: dict) -> list[list]:
+    total = readout["network_total"]
+    rows = [["total (network score vs β F)", f"{total['cosine']:.4f} / {total['nrmse']:.3f}",
+             "", ""]]
+    for family in SECTOR_ORDER:
+        cells = []
+        for fit in ("network", "score_matching", "oracle"):
+            s = readout[fit]["sectors"].get(family)
+            cells.append("–" if s is None else f"{s['cosine']:.4f} / {s['nrmse']:.3f}")
+        rows.append([family, *cells])
+    return rows
+
+
+def build_molecule_report(run_dir: str | Path, records: dict[str, dict]) -> Path:
+    """RUN_DIR/report.html and RUN_DIR/metrics.json of a molecular run."""
+    run_dir = Path(run_dir)
+    m = collect_molecule_metrics(run_dir, records)
+    atomic_write_bytes(run_dir / "metrics.json", json.dumps(m, indent=2).encode())
+    parts = ["<h1>spinscore: a molecule's force field read back from a score model</h1>"]
+    md = m["md_check"]
+    if md:
+        t = md["kinetic_temperature"]
+        e = md.get("energy_conservation", {})
+        parts.append("<h2>Molecular dynamics</h2>" + table(
+            ["check", "value"],
+            [["frames", md["frames"]], ["simulated (ps)", md["simulated_ps"]],
+             ["NVE fluctuation / kT sqrt(n_dof/2)", e.get("ratio")],
+             ["kinetic temperature (K)", f"{t['mean']:.2f} ± {t['stderr']:.2f} (bath {t['bath']:g})"],
+             *[[f"basin {name}", f"{b['mean']:.4f} ± {b['stderr']:.4f}"]
+               for name, b in md["basins"].items()]]))
+        parts.append(img(run_dir / "inspect" / "md_check.png", "MD validation"))
+    r = m["readout"]
+    if r:
+        parts.append("<h2>The force field read back</h2>"
+                     f"<p>{r['frames']} held-out frames; the network read at σ = {r['sigma_nm']:g} "
+                     f"nm; score matching on {r['fit_frames']} training frames. Cosine / NRMSE "
+                     "of each sector against its OpenMM force group.</p>")
+        parts.append(table(["sector", "network", "score matching (Network 2)", "oracle"],
+                           _readout_rows(r)))
+        rows = []
+        for fit in ("network", "score_matching", "oracle"):
+            p = r[fit]["parameters"]
+            rows.append([fit, *(f"{p[k]['median']:.3g} / {p[k]['worst']:.3g}" if k in p else "–"
+                                for k in ("bond_r0_nm", "bond_k_relative", "angle_theta0_deg",
+                                          "angle_k_relative", "proper_V_relative"))])
+        parts.append("<p>Parameters against amber14, median / worst over types.</p>" + table(
+            ["fit", "bond r0 (nm)", "bond k (rel.)", "angle θ0 (°)", "angle k (rel.)",
+             "torsion V (rel.)"], rows))
+        if "solvent_share" in r:
+            parts.append(f"<p>Solvent share of the force: {r['solvent_share']:.3f}.</p>")
+        parts.append("<h3>Targets</h3>" + table(["target", "met"], _flat(r["met"])))
+        parts.append(img(run_dir / "readout" / "readout.png", "readout"))
+    parts.append("<h2>Training</h2>" + img(run_dir / "train" / "loss_curve.png", "loss"))
+    parts.append("<h2>Stage times</h2>" + table(
+        ["stage", "seconds"], [[k, v] for k, v in m["stage_seconds"].items()]))
+    parts.append("<h2>Environment</h2>" + table(
+        ["item", "value"], [[k, v] for k, v in m["environment"].items()]))
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>spinscore molecule "
+            f"report</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    atomic_write_bytes(run_dir / "report.html", page.encode())
+    return run_dir / "report.html"
+
+
+def _flat(met: dict, prefix: str = "") -> list[list]:
+    rows = []
+    for key, value in met.items():
+        if isinstance(value, dict):
+            rows += _flat(value, f"{prefix}{key}: ")
+        else:
+            rows.append([prefix + key, value])
+    return rows
