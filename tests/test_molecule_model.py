@@ -17,11 +17,17 @@ BONDS = np.array([(0, 1), (0, 2), (0, 3), (3, 4), (3, 5), (5, 6), (5, 7)])
 SMALL = {"single_dim": 16, "pair_dim": 8, "blocks": 2, "heads": 4, "n_radial": 8, "w_scale": 50.0}
 
 
+def stats_positions(n=8, m=50):
+    """Positions the distance statistics are fitted on (M, n, 3) nm."""
+    return 2.0 + 0.15 * np.random.default_rng(7).standard_normal((m, n, 3))
+
+
 def make_model(classes=CLASSES, bonds=BONDS, seed=0):
     """A float64 model with random, not-small weights everywhere (the zero-initialised head
-    would make every check pass trivially)."""
+    would make every check pass trivially), all features on, distance statistics fitted."""
     torch.manual_seed(seed)
     model = AtomScoreModel.for_molecule(classes, bonds, **SMALL).double()
+    model.fit_distance_statistics(stats_positions(len(classes)))  # in float64: no rounding
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -92,9 +98,13 @@ def test_permuting_atoms_classes_and_bonds_together_permutes_the_score():
     classes = [CLASSES[p] for p in perm.tolist()]
     bonds = inverse.numpy()[BONDS]
     permuted = AtomScoreModel.for_molecule(classes, bonds, **SMALL).double()
+    permuted.fit_distance_statistics(stats_positions()[:, perm])
     assert torch.equal(permuted.graph_distance, model.graph_distance[perm][:, perm])
+    assert torch.allclose(permuted.pair_mean, model.pair_mean[perm][:, perm], rtol=1e-12, atol=0)
+    assert torch.allclose(permuted.pair_std, model.pair_std[perm][:, perm], rtol=1e-12, atol=0)
     state = model.state_dict()
-    state.update(class_index=permuted.class_index, graph_distance=permuted.graph_distance)
+    state.update(class_index=permuted.class_index, graph_distance=permuted.graph_distance,
+                 pair_mean=permuted.pair_mean, pair_std=permuted.pair_std)
     permuted.load_state_dict(state)
     x, sigma = batch(seed=5)
     with torch.no_grad():
@@ -168,8 +178,9 @@ def test_learns_the_score_of_an_exactly_sampled_elastic_network():
     assert cosine(blind, force) < 0.9
 
     torch.manual_seed(0)
-    model = AtomScoreModel.for_molecule(NET_CLASSES, NET_BONDS, single_dim=16, pair_dim=16, blocks=1,
-                                        heads=2, n_radial=16, r_max=0.3, w_scale=1e3, sigma_ref=SIGMA_MIN)
+    model = AtomScoreModel.for_molecule(NET_CLASSES, NET_BONDS, positions=train, single_dim=16,
+                                        pair_dim=16, blocks=1, heads=2, n_radial=16, r_max=0.3,
+                                        sigma_ref=SIGMA_MIN)
     settings = DSMSettings(steps=200, batch_size=64, lr=3e-3, sigma_range=(SIGMA_MIN, 3 * SIGMA_MIN),
                            ema_decay=0.99, seed=0)
     trainer = MoleculeTrainer(model, train, settings)
@@ -204,8 +215,8 @@ def test_sigmas_come_from_the_set_or_the_log_uniform_range():
 
 def small_trainer(seed=0):
     torch.manual_seed(seed)  # a different initialisation per call: load_state_dict must replace it
-    model = AtomScoreModel.for_molecule(CLASSES, BONDS, **SMALL)
     positions = 0.1 * np.random.default_rng(0).standard_normal((50, len(CLASSES), 3))
+    model = AtomScoreModel.for_molecule(CLASSES, BONDS, positions=positions, **SMALL)
     settings = DSMSettings(steps=6, batch_size=4, lr=1e-3, ema_decay=0.9, seed=3)
     return MoleculeTrainer(model, positions.astype(np.float32), settings)
 
@@ -266,6 +277,66 @@ def test_bad_input_raises_a_clear_value_error():
     one_line_error(lambda: DSMSettings(batch_size=0, ema_decay=1.0), "invalid batch_size, ema_decay")
     one_line_error(lambda: AtomScoreModel.for_molecule(CLASSES, BONDS, depth=3), "unknown hyper")
     one_line_error(lambda: AtomScoreModel.for_molecule(CLASSES, BONDS + 5), "bonds: atom index")
+    one_line_error(lambda: DSMSettings(weighting="sigma"), "invalid weighting")
+    one_line_error(lambda: DSMSettings(schedule="step", warmup=-1), "invalid warmup, schedule")
+    unfitted = AtomScoreModel.for_molecule(CLASSES, BONDS, **SMALL).double()
+    one_line_error(lambda: unfitted(x, sigma), "fit_distance_statistics")
+    one_line_error(lambda: unfitted.fit_distance_statistics(x[:1]), r"expected \(M >= 2")
+    one_line_error(lambda: unfitted.fit_distance_statistics(np.zeros((4, n, 3))), "does not vary")
+    plain = AtomScoreModel.for_molecule(CLASSES, BONDS, **{**SMALL, **NO_STATS}).double()
+    assert plain(x, sigma).shape == x.shape  # the features that need statistics are off
+
+
+NO_STATS = {"standardise": False, "pair_scale": False, "linear_skip": False}
+
+
+def test_distance_statistics_and_standardised_distance():
+    """pair_mean / pair_std are the per-pair mean and (unbiased) std of the distances of the
+    fitted positions; the standardised distance is invariant under rigid motions and
+    reflections, and has mean 0 and std 1 per pair on the fitted positions."""
+    model = make_model()
+    pos = stats_positions()
+    r = np.linalg.norm(pos[:, :, None] - pos[:, None], axis=-1)
+    off = ~np.eye(len(CLASSES), dtype=bool)
+    assert np.allclose(model.pair_mean.numpy()[off], r.mean(0)[off], rtol=1e-12)
+    assert np.allclose(model.pair_std.numpy()[off], r.std(0, ddof=1)[off], rtol=1e-12)
+    x = torch.tensor(pos)
+    z = model.standardised(model.pair_features(x)[0])
+    assert float(z.mean(0)[off].abs().max()) < 1e-10
+    assert float((z.std(0)[off] - 1).abs().max()) < 1e-10
+    q = random_orthogonal(1, proper=False, generator=torch.Generator().manual_seed(3), dtype=torch.float64)[0]
+    moved = x @ q.T + torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
+    assert torch.allclose(model.standardised(model.pair_features(moved)[0])[:, off], z[:, off], atol=1e-10)
+
+
+def test_score_weighting_is_the_noise_weighting_less_its_constant_over_sigma_squared():
+    """For one noise level: score-weighted loss = (noise-weighted loss - <|eps|^2>/2/dof) / sigma^2
+    with the same eps; 0 for the zero score."""
+    model = make_model()
+    x0, _ = batch(seed=8)
+    sigma = torch.full((3,), 2e-4, dtype=torch.float64)
+    with torch.no_grad():
+        noise = float(dsm_loss(model, x0, sigma, torch.Generator().manual_seed(5)))
+        score = float(dsm_loss(model, x0, sigma, torch.Generator().manual_seed(5), "score"))
+    g = torch.Generator().manual_seed(5)
+    eps = centre(torch.randn(3, len(CLASSES), 3, generator=g, dtype=torch.float64))
+    constant = float(0.5 * eps.pow(2).sum(dim=(1, 2)).mean()) / (3 * (len(CLASSES) - 1))
+    assert score == pytest.approx((noise - constant) / 2e-4**2, rel=1e-6)
+    zero = lambda x, sigma: torch.zeros_like(x)  # noqa: E731
+    assert float(dsm_loss(zero, x0, sigma, torch.Generator().manual_seed(5), "score")) == 0.0
+
+
+def test_learning_rate_warms_up_and_decays():
+    trainer = small_trainer()
+    s = trainer.settings
+    trainer.settings = DSMSettings(steps=1000, lr=1e-3, warmup=10, min_lr_factor=0.05)
+    assert trainer.lr_at(0) == pytest.approx(1e-4)
+    assert trainer.lr_at(9) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 9 / 1000)))
+    assert trainer.lr_at(500) == pytest.approx(0.5e-3)
+    assert trainer.lr_at(999) == trainer.lr_at(5000) == pytest.approx(0.05e-3)
+    trainer.settings = DSMSettings(lr=1e-3, warmup=0, schedule="constant")
+    assert trainer.lr_at(0) == trainer.lr_at(10**6) == 1e-3
+    trainer.settings = s
 
 
 def test_w_scale_from_data():

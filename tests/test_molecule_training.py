@@ -107,3 +107,20 @@ def test_a_molecular_preset_end_to_end(tmp_path):
                                        "--data", str(out / "simulate" / "data.h5"),
                                        "--out", str(tmp_path / "ro"), "--frames", "12", "--fit-frames", "6"])
     assert result.exit_code == 0 and "oracle: bond 1.0000" in result.output, result.output
+
+
+def test_the_config_defaults_are_the_library_defaults():
+    """`model:` and `train:` mirror the library's defaults (the measured settings): a change
+    on one side only would silently train another model than the documented one."""
+    from dataclasses import asdict
+
+    from spinscore.config.molecule import AtomModelConfig, DSMConfig
+    from spinscore.molecules import DSMSettings
+    from spinscore.molecules.score_model import HYPER_DEFAULTS
+
+    model = AtomModelConfig().model_dump()
+    assert model.pop("w_scale") is None  # from the positions, never a constant
+    assert model == {k: v for k, v in HYPER_DEFAULTS.items() if k != "w_scale"}
+    train = DSMConfig().model_dump()
+    library = asdict(DSMSettings())
+    assert {k: train[k] for k in library} == {k: v for k, v in library.items()}

@@ -88,22 +88,28 @@ class LangevinConfig(_Frozen):
 
 class AtomModelConfig(_Frozen):
     """`model:` of a molecular run: the E(3)-equivariant atom score model
-    (`molecules.score_model.AtomScoreModel`): a Pairformer over atoms, symmetric pair weights
-    W_ij = w_scale exp(gain[graph distance]) h_ij, score_i = sum_j W_ij (x_i - x_j)."""
+    (`molecules.score_model.AtomScoreModel`): a Pairformer over atoms with triangle updates,
+    symmetric pair weights W_ij = exp(gain[graph distance]) h_ij / (std_ij mean_ij) (the
+    harmonic scale of each pair from the training positions' distance statistics),
+    score_i = sum_j W_ij (x_i - x_j). The defaults mirror `score_model.HYPER_DEFAULTS`."""
 
     single_dim: int = Field(default=64, gt=0)
     pair_dim: int = Field(default=32, gt=0)
-    blocks: int = Field(default=4, ge=1)
+    blocks: int = Field(default=2, ge=1)
     heads: int = Field(default=4, ge=1)
     transition: int = Field(default=2, ge=1)
     n_radial: int = Field(default=32, gt=0)  # Gaussian radial features on [0, r_max]
     r_max: float = Field(default=1.2, gt=0)  # nm
     max_graph_distance: int = Field(default=5, ge=1)  # bond-graph distances >= this are one
-    # nm^-2, the scale of W; None: from the training positions, the mean over bonds of
-    # 1 / (std(r) mean(r)) (the |W| of a harmonic bond by equipartition), never the forces
+    # nm^-2, the scale of W without pair_scale; None: from the training positions, the mean
+    # over bonds of 1 / (std(r) mean(r)) (the |W| of a harmonic bond by equipartition)
     w_scale: float | None = Field(default=None, gt=0)
     sigma_ref: float = Field(default=1e-4, gt=0)  # nm, the noise embedding's unit
     noise_octaves: int = Field(default=4, ge=1)
+    standardise: bool = True  # pair input (r - mean) / std per pair, from training positions
+    pair_scale: bool = True  # W in units of 1 / (std mean) per pair (harmonic scale)
+    linear_skip: bool = True  # a learned line in the standardised distance per pair type
+    triangle: bool = True  # a triangle multiplicative update before each Pairformer block
 
     @model_validator(mode="after")
     def _check(self) -> AtomModelConfig:
@@ -120,9 +126,15 @@ class DSMConfig(_Frozen):
     below the thermal amplitude of the stiffest bond (~0.003 nm) so the score is still beta x
     the force."""
 
-    steps: int = Field(default=10_000, gt=0)
+    steps: int = Field(default=3000, gt=0)
     batch_size: int = Field(default=32, gt=0)
-    lr: float = Field(default=1e-3, gt=0)
+    lr: float = Field(default=2e-3, gt=0)  # peak; linear warm-up, then the schedule
+    warmup: int = Field(default=100, ge=0)  # steps
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr_factor: float = Field(default=0.02, ge=0, le=1)  # the cosine's floor, times lr
+    # "score": every noise level weighs the same (the implicit score-matching objective);
+    # "noise": the plain 1/2 |eps + sigma s|^2, dominated by the largest sigma of a batch
+    weighting: Literal["score", "noise"] = "score"
     sigma_range: tuple[float, float] = (3e-5, 3e-4)
     sigma_set: tuple[float, ...] = ()
     ema_decay: float = Field(default=0.999, ge=0, lt=1)

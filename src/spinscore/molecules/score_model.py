@@ -14,11 +14,31 @@ Inputs besides x: the noise level sigma (nm) and, fixed per molecule, the atom c
 atom (an embedding) and the bond-graph distance of each pair (shortest path, capped at
 `max_graph_distance`, which stands for ">= max_graph_distance" and for disconnected pairs).
 
-Output scale: the target beta * F is 10^2..10^3 nm^-1 and W reaches 10^3..10^5 nm^-2 (beta k of
-an X-H bond is ~10^5 nm^-2). The head's raw output h_ij is kept O(1) and
-    W_ij = w_scale * exp(gain[g_ij]) * h_ij
-with `w_scale` (nm^-2) a fixed constructor argument (`w_scale_from_data` estimates one) and
-`gain` a learned log-factor per graph distance g_ij, initialised to 0.
+Distance statistics. Bonds need a steep radial response: the W of an X-H bond, beta k (1 -
+r0 / r), changes by ~beta k dr / r0 over the thermal motion dr ~ 0.003 nm, far below the
+spacing of the Gaussian radial basis. `fit_distance_statistics(positions)` (or `positions=`
+of `for_molecule`) stores the per-pair mean and std of the distances in the TRAINING
+CONFIGURATIONS (buffers; nothing from the force field), and three features use them:
+    standardise  the pair input gets z_ij = (r_ij - mean_ij) / std_ij, O(1) for every pair;
+    pair_scale   W_ij = exp(gain[g_ij]) h_ij / (std_ij mean_ij): the harmonic scale of a
+                 pair, since beta k = 1 / var(r) and W = beta k (r - r0) / r ~ z / (std mean);
+                 otherwise W_ij = w_scale exp(gain[g_ij]) h_ij with a fixed w_scale (nm^-2,
+                 `w_scale_from_data` estimates one);
+    linear_skip  h_ij += a_t + b_t z_ij, a learned line per pair type t = (class_i, class_j,
+                 g_ij): the best pairwise field, harmonic in each distance, from the start.
+h_ij is the head's output, kept O(1), zero at initialisation; `gain` a learned log-factor
+per graph distance, initialised to 0. A model with any of these refuses to run until fitted.
+
+triangle: a triangle multiplicative update (`TriangleUpdate`) before each Pairformer block.
+The Pairformer's pair track sees other pairs only through attention weights of the single
+track, and a pairwise field is not enough: on alanine dipeptide the best field of per-pair
+polynomials in r_ij (cubic, fitted to the forces directly) reaches only cosine 0.975 with
+beta F, and so did this model without triangle updates; with them it passes 0.99.
+
+What the defaults reach (alanine dipeptide, vacuum, amber14, 300 K; trained with the
+`dsm.DSMSettings` defaults on 30000 frames, EMA score at sigma = 3e-5 nm against beta F on 500
+held-out frames of independent trajectories): cosine 0.991 (NRMSE 0.134) after 1500 steps,
+3.2 min on 2 CPU threads; 0.993 (NRMSE 0.116) after the default 3000 steps, 6.7 min.
 """
 
 from __future__ import annotations
@@ -35,10 +55,10 @@ from spinscore.model.layers import TimeEmbedding
 from spinscore.model.pairformer import Pairformer
 
 HYPER_DEFAULTS: dict[str, Any] = {
-    "single_dim": 64, "pair_dim": 32, "blocks": 4, "heads": 4, "transition": 2,
+    "single_dim": 64, "pair_dim": 32, "blocks": 2, "heads": 4, "transition": 2,
     "n_radial": 32, "r_max": 1.2, "max_graph_distance": 5, "w_scale": 1e4,
-    "sigma_ref": 1e-4, "noise_octaves": 4, "standardise": False, "pair_scale": False,
-    "linear_skip": False,
+    "sigma_ref": 1e-4, "noise_octaves": 4, "standardise": True, "pair_scale": True,
+    "linear_skip": True, "triangle": True,
 }
 _R_REF = 0.1  # nm, the 1/r feature is R_REF / r: O(1) at bond lengths
 
@@ -71,6 +91,30 @@ def w_scale_from_data(positions: np.ndarray, forces: np.ndarray, beta: float, bo
     return rms / length
 
 
+class TriangleUpdate(nn.Module):
+    """Triangle multiplicative update (AlphaFold 2, "outgoing" edges), residual:
+    z_ij += g_ij * Linear(LN(sum_k a_ik * b_jk)) / n, with a, b gated projections of LN(z).
+
+    The Pairformer's pair track sees the other pairs only through the single track; W_ij of a
+    bond must depend on the distances to the atoms bonded to i or j (angle terms), which this
+    gives directly. Permutation-equivariant; invariant inputs give invariant outputs."""
+
+    def __init__(self, c_z: int):
+        super().__init__()
+        self.norm_in = nn.LayerNorm(c_z)
+        self.proj = nn.Linear(c_z, 4 * c_z)  # a, b and their gates
+        self.norm_out = nn.LayerNorm(c_z)
+        self.out = nn.Linear(c_z, c_z)
+        self.gate = nn.Linear(c_z, c_z)
+
+    def forward(self, z: Tensor) -> Tensor:
+        zn = self.norm_in(z)
+        a, ga, b, gb = self.proj(zn).chunk(4, dim=-1)
+        a, b = a * torch.sigmoid(ga), b * torch.sigmoid(gb)
+        t = torch.einsum("bikc,bjkc->bijc", a, b) / z.shape[1]
+        return z + torch.sigmoid(self.gate(zn)) * self.out(self.norm_out(t))
+
+
 class AtomScoreModel(nn.Module):
     """Score network of one molecule (fixed atoms, classes and bonds).
 
@@ -85,6 +129,9 @@ class AtomScoreModel(nn.Module):
         w_scale: nm^-2, fixed output scale (module docstring).
         sigma_ref: nm, the noise embedding sees log(sigma / sigma_ref).
         noise_octaves: Fourier octaves of the noise embedding (`TimeEmbedding`).
+        standardise, pair_scale, linear_skip: features on the fitted distance statistics
+            (module docstring); w_scale is unused with pair_scale.
+        triangle: a `TriangleUpdate` of the pair track before each Pairformer block.
     """
 
     def __init__(self, class_index: Tensor | np.ndarray, graph_distance: Tensor | np.ndarray,
@@ -128,6 +175,8 @@ class AtomScoreModel(nn.Module):
         self.radial_embed = nn.Linear(h["n_radial"] + 1 + bool(h["standardise"]), c_z)
         self.graph_embed = nn.Embedding(h["max_graph_distance"] + 1, c_z)
         self.trunk = Pairformer(c_s, c_z, h["blocks"], h["heads"], h["transition"])
+        # one triangle update before each Pairformer block (hyper "triangle")
+        self.triangles = nn.ModuleList(TriangleUpdate(c_z) for _ in range(h["blocks"] * bool(h["triangle"])))
         self.head = nn.Sequential(nn.LayerNorm(c_z), nn.Linear(c_z, c_z), nn.GELU(), nn.Linear(c_z, 1))
         nn.init.zeros_(self.head[-1].weight)  # start from the zero score: the loss is then 1/2
         nn.init.zeros_(self.head[-1].bias)
@@ -242,7 +291,11 @@ class AtomScoreModel(nn.Module):
         b, n = x.shape[:2]
         s = self.class_embed(self.class_index)[None] + self.noise_embed(sigma / self.sigma_ref)[:, None, :]
         key_bias = torch.zeros(b, 1, 1, n, dtype=s.dtype, device=x.device)
-        _, z = self.trunk(s, z, key_bias)
+        if self.hyper["triangle"]:
+            for triangle, block in zip(self.triangles, self.trunk.blocks, strict=True):
+                s, z = block(s, triangle(z), key_bias)
+        else:
+            _, z = self.trunk(s, z, key_bias)
         w = self.head(z).squeeze(-1)  # (B, n, n), O(1)
         if self.hyper["linear_skip"]:
             ab = self.skip(self.pair_type())  # (n, n, 2)

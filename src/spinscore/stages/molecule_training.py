@@ -64,10 +64,9 @@ def build_trainer(config: MoleculeRunConfig, data, train_positions: np.ndarray):
     if hyper["w_scale"] is None:
         hyper["w_scale"] = w_scale_from_positions(train_positions, data.bonds)
     torch.manual_seed(tc.seed)
-    model = AtomScoreModel.for_molecule(list(data.atom_classes), data.bonds, **hyper)
-    settings = DSMSettings(steps=tc.steps, batch_size=tc.batch_size, lr=tc.lr,
-                           sigma_range=tc.sigma_range, sigma_set=tc.sigma_set,
-                           ema_decay=tc.ema_decay, seed=tc.seed, grad_clip=tc.grad_clip)
+    model = AtomScoreModel.for_molecule(list(data.atom_classes), data.bonds,
+                                        positions=train_positions, **hyper)
+    settings = DSMSettings(**tc.model_dump(include=set(DSMSettings.__dataclass_fields__)))
     return model, MoleculeTrainer(model, torch.as_tensor(train_positions), settings)
 
 
