@@ -24,7 +24,8 @@ SIMULATION = {"trajectories": 3, "frames": 12, "steps_per_frame": 20, "equilibra
 CONFIG = {"system": SYSTEM, "simulation": SIMULATION,
           "model": {"single_dim": 8, "pair_dim": 4, "blocks": 1, "heads": 2, "n_radial": 6},
           "train": {"steps": 24, "batch_size": 4, "checkpoint_every": 8, "log_every": 4,
-                    "holdout_trajectories": 1}}
+                    "holdout_trajectories": 1},
+          "generate": {"chains": 4, "picoseconds": 0.05}}
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def test_a_molecular_preset_end_to_end(tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["stage_seconds"]) == {"simulate", "inspect", "train", "readout"}
+    assert set(metrics["stage_seconds"]) == {"simulate", "inspect", "train", "readout", "generate"}
     oracle = metrics["readout"]["oracle"]
     assert oracle["parameters"]["bond_r0_nm"]["worst"] < 1e-5  # float32 forces in the file
     assert min(s["cosine"] for s in oracle["sectors"].values()) > 0.9999
@@ -107,6 +108,13 @@ def test_a_molecular_preset_end_to_end(tmp_path):
                                        "--data", str(out / "simulate" / "data.h5"),
                                        "--out", str(tmp_path / "ro"), "--frames", "12", "--fit-frames", "6"])
     assert result.exit_code == 0 and "oracle: bond 1.0000" in result.output, result.output
+    generation = metrics["generation"]
+    assert generation["frames_per_chain"] == 5 and 0 <= generation["js_divergence"] <= np.log(2)
+    assert "Generation: Langevin dynamics" in (out / "report.html").read_text()
+    result = CliRunner().invoke(main, ["langevin", "--checkpoint", str(out / "train" / "checkpoint.pt"),
+                                       "--data", str(out / "simulate" / "data.h5"),
+                                       "--out", str(tmp_path / "gen"), "--chains", "1"])
+    assert result.exit_code == 2 and "--chains" in result.output
 
 
 def test_the_config_defaults_are_the_library_defaults():

@@ -1,7 +1,8 @@
 """`spinscore reproduce --preset alanine-vacuum|alanine-implicit`: a molecule end to end.
 
     simulate (OpenMM trajectories) -> inspect (MD validation) -> train (atom score model)
-    -> readout (sector forces, force-field parameters, score matching, oracle) -> report
+    -> readout (sector forces, force-field parameters, score matching, oracle)
+    -> generate (Langevin dynamics with the learned force against MD) -> report
 
 Stages are cached and resumable as in the spin pipeline (`pipeline.Pipeline`).
 """
@@ -46,10 +47,17 @@ def reproduce_molecule(config: MoleculeRunConfig, run_dir: Path, progress: bool 
         result = stages.readout_molecule(checkpoint, data, stage_dir)
         return {"total_cosine": result["network_total"]["cosine"], "met": result["met"]}
 
+    def generate(stage_dir: Path) -> dict:
+        g = config.generate
+        result = stages.generate_molecule(checkpoint, data, stage_dir, chains=g.chains,
+                                          picoseconds=g.picoseconds, seed=g.seed)
+        return {"js_divergence": result["js_divergence"]}
+
     steps = [("simulate", [], [config.to_yaml(MOLECULE_DATA_SECTIONS)], simulate),
              ("inspect", ["simulate"], [], inspect),
              ("train", ["simulate"], [config.to_yaml(("model", "train"))], train),
-             ("readout", ["train", "simulate"], [], readout)]
+             ("readout", ["train", "simulate"], [], readout),
+             ("generate", ["train", "simulate"], [config.to_yaml(("generate",))], generate)]
     with tqdm(total=len(steps) + 1, desc="reproduce", unit="stage", disable=not progress,
               position=0) as bar:
         for name, upstream, texts, step in steps:

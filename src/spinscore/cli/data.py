@@ -173,3 +173,26 @@ def readout(checkpoint, data_path, out, frames, fit_frames):
         sectors = ", ".join(f"{f} {s['cosine']:.4f}" for f, s in result[fit]["sectors"].items())
         click.echo(f"{fit}: {sectors}")
     click.echo(f"wrote {Path(out) / 'readout.json'} and {Path(out) / 'readout.png'}")
+
+
+@main.command()
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
+              help="Molecular training checkpoint (checkpoint.pt of `spinscore train`).")
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="The trajectory file it was trained on (chains start from its held-out frames).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--chains", type=int, default=64, show_default=True, help="Chains run at once.")
+@click.option("--picoseconds", type=float, default=5.0, show_default=True,
+              help="Length of each chain.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def langevin(checkpoint, data_path, out, chains, picoseconds, seed):
+    """Molecules: generate with Langevin dynamics driven by the learned force, from held-out
+    frames, against the MD that followed them (Ramachandran maps, JS divergence, bonds, angles)."""
+    if chains < 2 or not picoseconds > 0 or seed < 0:
+        raise SpinscoreError(f"--chains, --picoseconds, --seed: expected >= 2, > 0, >= 0, got "
+                             f"{chains}, {picoseconds}, {seed}")
+    g = stages.generate_molecule(checkpoint, data_path, out, chains=chains,
+                                 picoseconds=picoseconds, seed=seed)
+    click.echo(f"Ramachandran JS divergence {g['js_divergence']:.4f} (MD halves "
+               f"{g['js_md_halves']:.4f}); {g['ns_per_day']:.2f} ns/day")
+    click.echo(f"wrote {Path(out) / 'generation.json'} and {Path(out) / 'generation.png'}")

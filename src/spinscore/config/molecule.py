@@ -154,7 +154,19 @@ class DSMConfig(_Frozen):
         return self
 
 
+class MoleculeGenerateConfig(_Frozen):
+    """`generate:` of a molecular run: Langevin dynamics with the learned force (score / beta
+    at the smallest training noise), BAOAB with the data's time step and friction, `chains`
+    chains from frames of the held-out trajectories, each `picoseconds` long, against the MD
+    that followed the same frames (`molecules.generation`)."""
+
+    chains: int = Field(default=64, ge=2)
+    picoseconds: float = Field(default=5.0, gt=0)
+    seed: int = Field(default=0, ge=0)
+
+
 MOLECULE_DATA_SECTIONS = ("system", "simulation")  # what a molecular data set depends on
+MOLECULE_MODEL_SECTIONS = ("system", "simulation", "model", "train")  # what a checkpoint does
 
 
 class MoleculeRunConfig(_Frozen):
@@ -164,6 +176,7 @@ class MoleculeRunConfig(_Frozen):
     simulation: LangevinConfig = LangevinConfig()
     model: AtomModelConfig = AtomModelConfig()
     train: DSMConfig = DSMConfig()
+    generate: MoleculeGenerateConfig = MoleculeGenerateConfig()
 
     def to_yaml(self, sections: tuple[str, ...] | None = None) -> str:
         """The resolved configuration (or only `sections` of it) as YAML; round-trips through

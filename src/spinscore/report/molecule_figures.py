@@ -135,3 +135,53 @@ def readout_figure(score: np.ndarray, target: np.ndarray, fits: dict, tables: di
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def generation_figure(dihedrals: dict, values: dict, result: dict) -> Figure:
+    """Generation against MD from the same frames: (a, b) Ramachandran free energies, (c)
+    basin populations, (d) bond lengths and (e) angles about each coordinate's MD mean, (f)
+    each bond's and angle's spread, model over MD.
+
+    Args:
+        dihedrals: "md" and "model" -> (phi, psi), each (L, B) degrees.
+        values: "md" and "model" -> (bond lengths (L, B, n_bonds) nm, angles (L, B, n_angles) °).
+        result: generation.json's numbers (js_divergence, js_md_halves, populations).
+    """
+    fig, axes = plt.subplots(2, 3, figsize=(15, 9))
+    for ax, name, label in ((axes[0, 0], "md", "(a) MD"), (axes[0, 1], "model", "(b) model")):
+        mesh = ramachandran_axes(ax, *dihedrals[name], f"{label}, same starts")
+    fig.colorbar(mesh, ax=axes[0, 1], label="−ln p (kT)")
+    ax = axes[0, 2]
+    basins = list(result["populations"]["md"])
+    for shift, name in ((-0.2, "md"), (0.2, "model")):
+        pop = result["populations"][name]
+        ax.bar(np.arange(len(basins)) + shift, [pop[b]["mean"] for b in basins], width=0.4,
+               yerr=[pop[b]["stderr"] for b in basins], label=name, capsize=3)
+    ax.set_xticks(np.arange(len(basins)), basins)
+    ax.set(yscale="log", ylim=(1e-4, 1.5), ylabel="population",
+           title=f"(c) basins; JS {result['js_divergence']:.3f} "
+                 f"(MD halves {result['js_md_halves']:.3f})")
+    ax.legend()
+    for ax, k, unit, label in ((axes[1, 0], 0, "nm", "(d) bond lengths"),
+                               (axes[1, 1], 1, "°", "(e) bond angles")):
+        centre = values["md"][k].reshape(-1, values["md"][k].shape[-1]).mean(0)
+        for name in ("md", "model"):
+            ax.hist(np.ravel(values[name][k] - centre), bins=100, histtype="step",
+                    density=True, label=name)
+        ax.set(xlabel=f"value − MD mean of its coordinate ({unit})", ylabel="density", title=label)
+        ax.legend()
+    ax = axes[1, 2]
+    for k, name in ((0, "bonds"), (1, "angles")):
+        g = values["model"][k].reshape(-1, values["model"][k].shape[-1]).std(0)
+        m = values["md"][k].reshape(-1, values["md"][k].shape[-1]).std(0)
+        ax.plot(m / m.max(), g / m, "o", mfc="none", label=name)
+    ax.axhline(1.0, color="k", ls="--", lw=1)
+    ax.set(xlabel="MD spread of the coordinate (relative to the widest)",
+           ylabel="spread, model / MD", title="(f) spread of each bond and angle")
+    ax.legend()
+    fig.suptitle(f"Langevin dynamics with the learned force: {result['chains']} chains × "
+                 f"{result['picoseconds']:g} ps from held-out MD frames; kinetic temperature "
+                 f"{result['kinetic_temperature']['model']:.1f} K "
+                 f"(bath {result['kinetic_temperature']['bath']:g} K)")
+    fig.tight_layout()
+    return fig

@@ -24,6 +24,7 @@ def collect_molecule_metrics(run_dir: Path, records: dict[str, dict]) -> dict:
     metrics = {"md_check": _load(run_dir / "inspect" / "md_check.json"),
                "training": _load(run_dir / "train" / "train_summary.json"),
                "readout": readout,
+               "generation": _load(run_dir / "generate" / "generation.json"),
                "stage_seconds": {name: r["seconds"] for name, r in records.items()},
                "environment": environment()}
     metrics["total_seconds"] = sum(metrics["stage_seconds"].values())
@@ -82,6 +83,10 @@ def build_molecule_report(run_dir: str | Path, records: dict[str, dict]) -> Path
             parts.append(f"<p>Solvent share of the force: {r['solvent_share']:.3f}.</p>")
         parts.append("<h3>Targets</h3>" + table(["target", "met"], _flat(r["met"])))
         parts.append(img(run_dir / "readout" / "readout.png", "readout"))
+    g = m["generation"]
+    if g:
+        parts.append(_generation_section(g) + img(run_dir / "generate" / "generation.png",
+                                                  "generation"))
     parts.append("<h2>Training</h2>" + img(run_dir / "train" / "loss_curve.png", "loss"))
     parts.append("<h2>Stage times</h2>" + table(
         ["stage", "seconds"], [[k, v] for k, v in m["stage_seconds"].items()]))
@@ -91,6 +96,31 @@ def build_molecule_report(run_dir: str | Path, records: dict[str, dict]) -> Path
             f"report</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
     atomic_write_bytes(run_dir / "report.html", page.encode())
     return run_dir / "report.html"
+
+
+def _generation_section(g: dict) -> str:
+    rows = [["Ramachandran JS divergence, model vs MD (nats)", f"{g['js_divergence']:.4f}"],
+            ["the same between two halves of the MD chains (sampling floor)",
+             f"{g['js_md_halves']:.4f}"]]
+    for name in g["populations"]["md"]:
+        md, model = g["populations"]["md"][name], g["populations"]["model"][name]
+        rows.append([f"basin {name}: MD / model", f"{md['mean']:.4f} ± {md['stderr']:.4f} / "
+                                                  f"{model['mean']:.4f} ± {model['stderr']:.4f}"])
+    for key, unit in (("bond_lengths_nm", "nm"), ("angles_deg", "°")):
+        d = g[key]
+        rows.append([f"{key.split('_')[0]}: |mean difference| ({unit}), median / worst",
+                     f"{d['mean_difference']['median']:.2g} / {d['mean_difference']['worst']:.2g}"])
+        rows.append([f"{key.split('_')[0]}: |spread ratio − 1|, median / worst",
+                     f"{d['std_relative_difference']['median']:.3f} / "
+                     f"{d['std_relative_difference']['worst']:.3f}"])
+    t = g["kinetic_temperature"]
+    rows.append(["kinetic temperature of the chains (K)",
+                 f"{t['model']:.1f} ± {t['stderr']:.1f} (bath {t['bath']:g})"])
+    rows.append(["speed (ns/day, all chains)", f"{g['ns_per_day']:.2f}"])
+    return ("<h2>Generation: Langevin dynamics with the learned force</h2>"
+            f"<p>{g['chains']} chains of {g['picoseconds']:g} ps from frames of the held-out "
+            "trajectories, against the MD that followed the same frames.</p>"
+            + table(["quantity", "value"], rows))
 
 
 def _flat(met: dict, prefix: str = "") -> list[list]:

@@ -15,7 +15,7 @@ _HOME = {
     "inspect_dataset": "data", "mixing": "data", "simulate": "data", "write_json": "data",
     "data_config": "molecules", "is_molecule_file": "molecules", "md_check": "molecules",
     "simulate_molecule": "molecules", "train_molecule": "molecule_training",
-    "readout_molecule": "molecule_readout",
+    "readout_molecule": "molecule_readout", "generate_molecule": "molecule_generation",
     "report": "reporting", "molecule_report": "reporting", "thermo": "thermodynamics", "train": "training",
 }
 __all__ = sorted(_HOME)

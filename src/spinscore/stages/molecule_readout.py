@@ -16,6 +16,13 @@ TARGETS = {"total_cosine": 0.99, "sector_cosine": 0.98, "r0_nm": 0.002, "theta0_
 SECTORS = ("bond", "angle", "proper", "improper")  # the bonded terms judged by sector cosine
 
 
+def smallest_sigma(config) -> float:
+    """nm, the smallest noise level a molecular model was trained at: where its score is
+    closest to beta x the force."""
+    train = config.train
+    return min(train.sigma_set) if train.sigma_set else train.sigma_range[0]
+
+
 def network_scores(model, positions: np.ndarray, sigma: float, batch: int = 256) -> np.ndarray:
     """The model's score (M, n, 3) nm^-1 at noise `sigma` (nm) on positions (M, n, 3) nm."""
     import torch
@@ -97,7 +104,7 @@ def readout_molecule(checkpoint: str | Path, data_path: str | Path, out_dir: str
     force = data.forces[-held:].reshape(-1, n, 3)[pick].astype(np.float64)
     groups = data.group_forces[-held:].reshape(-1, len(data.term_names), n, 3)[pick]
     beta = data.beta
-    sigma = min(config.train.sigma_set) if config.train.sigma_set else config.train.sigma_range[0]
+    sigma = smallest_sigma(config)
     score = network_scores(model, x, sigma)
 
     molecule = Molecule.alanine(TrajectorySettings(solvent=config.system.molecule.solvent))

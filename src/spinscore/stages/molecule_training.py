@@ -53,6 +53,15 @@ def _check_data(config: MoleculeRunConfig, data) -> None:
                                  "the config's; train with the config the data was simulated with")
 
 
+def _sections(text: str) -> dict:
+    """The sections of a config's YAML that a checkpoint depends on (not `generate:`)."""
+    import yaml
+
+    from spinscore.config.molecule import MOLECULE_MODEL_SECTIONS
+
+    return {k: v for k, v in yaml.safe_load(text).items() if k in MOLECULE_MODEL_SECTIONS}
+
+
 def build_trainer(config: MoleculeRunConfig, data, train_positions: np.ndarray):
     """(model, trainer), freshly initialised from train.seed."""
     import torch
@@ -145,7 +154,7 @@ def train_molecule(config: MoleculeRunConfig, data_path: str | Path, out_dir: st
     losses: list[float] = []
     if resume and path.exists():
         state = load_molecule_checkpoint(path)
-        if state["config"] != config.to_yaml():
+        if _sections(state["config"]) != _sections(config.to_yaml()):
             raise SpinscoreError(f"{path}: a run with another config; --overwrite to start again")
         trainer.load_state_dict(state["trainer"])
         rows = [list(r) for r in state["rows"]]
