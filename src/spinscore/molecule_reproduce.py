@@ -50,7 +50,8 @@ def reproduce_molecule(config: MoleculeRunConfig, run_dir: Path, progress: bool 
     def generate(stage_dir: Path) -> dict:
         g = config.generate
         result = stages.generate_molecule(checkpoint, data, stage_dir, chains=g.chains,
-                                          picoseconds=g.picoseconds, seed=g.seed)
+                                          picoseconds=g.picoseconds, seed=g.seed,
+                                          friction_per_ps=g.friction_per_ps)
         return {"js_divergence": result["js_divergence"]}
 
     steps = [("simulate", [], [config.to_yaml(MOLECULE_DATA_SECTIONS)], simulate),

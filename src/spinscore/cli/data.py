@@ -185,14 +185,18 @@ def readout(checkpoint, data_path, out, frames, fit_frames):
 @click.option("--picoseconds", type=float, default=5.0, show_default=True,
               help="Length of each chain.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def langevin(checkpoint, data_path, out, chains, picoseconds, seed):
+@click.option("--friction", type=float, default=None,
+              help="Thermostat friction (1/ps); default: the data's.")
+def langevin(checkpoint, data_path, out, chains, picoseconds, seed, friction):
     """Molecules: generate with Langevin dynamics driven by the learned force, from held-out
     frames, against the MD that followed them (Ramachandran maps, JS divergence, bonds, angles)."""
-    if chains < 2 or not picoseconds > 0 or seed < 0:
-        raise SpinscoreError(f"--chains, --picoseconds, --seed: expected >= 2, > 0, >= 0, got "
-                             f"{chains}, {picoseconds}, {seed}")
+    if chains < 2 or not picoseconds > 0 or seed < 0 or not (friction is None or friction > 0):
+        raise SpinscoreError(f"--chains, --picoseconds, --seed, --friction: expected >= 2, > 0, "
+                             f">= 0, > 0, got {chains}, {picoseconds}, {seed}, {friction}")
     g = stages.generate_molecule(checkpoint, data_path, out, chains=chains,
-                                 picoseconds=picoseconds, seed=seed)
+                                 picoseconds=picoseconds, seed=seed, friction_per_ps=friction)
+    t = g["kinetic_temperature"]
     click.echo(f"Ramachandran JS divergence {g['js_divergence']:.4f} (MD halves "
-               f"{g['js_md_halves']:.4f}); {g['ns_per_day']:.2f} ns/day")
+               f"{g['js_md_halves']:.4f}); kinetic temperature {t['model']:.1f} ± "
+               f"{t['stderr']:.1f} K (bath {t['bath']:g}); {g['ns_per_day']:.2f} ns/day")
     click.echo(f"wrote {Path(out) / 'generation.json'} and {Path(out) / 'generation.png'}")

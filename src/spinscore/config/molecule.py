@@ -163,6 +163,9 @@ class MoleculeGenerateConfig(_Frozen):
     chains: int = Field(default=64, ge=2)
     picoseconds: float = Field(default=5.0, gt=0)
     seed: int = Field(default=0, ge=0)
+    # 1/ps; None: the data's. A stronger thermostat drains the work a non-conservative learned
+    # force does (the chains' kinetic temperature shows it) at the price of slower diffusion
+    friction_per_ps: float | None = Field(default=None, gt=0)
 
 
 MOLECULE_DATA_SECTIONS = ("system", "simulation")  # what a molecular data set depends on

@@ -56,12 +56,14 @@ def _distribution_summary(generated: np.ndarray, md: np.ndarray) -> dict:
 
 
 def generate_molecule(checkpoint: str | Path, data_path: str | Path, out_dir: str | Path, *,
-                      chains: int = 64, picoseconds: float = 5.0, seed: int = 0) -> dict:
+                      chains: int = 64, picoseconds: float = 5.0, seed: int = 0,
+                      friction_per_ps: float | None = None) -> dict:
     """Generation for a molecule: generation.json and generation.png in `out_dir`.
 
     `chains` chains start from frames of the held-out trajectories and run `picoseconds` of
     BAOAB Langevin dynamics with the learned force (score / beta at the smallest training
-    noise), the data's time step, friction and frame spacing. The MD frames that followed the
+    noise), the data's time step and frame spacing, and its friction unless `friction_per_ps`
+    is given. The MD frames that followed the
     same starts are the reference: Ramachandran maps and their Jensen-Shannon divergence (with
     the divergence between two halves of the MD chains as the sampling floor), basin
     populations, bond-length and angle distributions. Returns generation.json's numbers.
@@ -91,7 +93,7 @@ def generate_molecule(checkpoint: str | Path, data_path: str | Path, out_dir: st
     clock = time.perf_counter()
     run = score_langevin(model_score(model, smallest_sigma(config)), x0, data.masses,
                          temperature_K=attrs["temperature_K"], timestep_fs=attrs["timestep_fs"],
-                         friction_per_ps=attrs["friction_per_ps"],
+                         friction_per_ps=friction_per_ps or attrs["friction_per_ps"],
                          steps=length * int(attrs["steps_per_frame"]),
                          record_every=int(attrs["steps_per_frame"]), seed=seed)
     generated = run.positions
@@ -106,6 +108,7 @@ def generate_molecule(checkpoint: str | Path, data_path: str | Path, out_dir: st
               (("model", generated), ("md", md))}
     result = {
         "checkpoint": str(checkpoint), "data": str(data_path), "chains": chains,
+        "friction_per_ps": friction_per_ps or attrs["friction_per_ps"],
         "picoseconds": length * frame_ps, "frames_per_chain": length,
         "seconds": seconds, "ns_per_day": length * frame_ps * 1e-3 * chains / (seconds / 86400),
         "kinetic_temperature": {"model": float(run.kinetic_temperature.mean()),
