@@ -35,7 +35,8 @@ from spinscore.model.published import is_published_system
 from spinscore.pipeline import Pipeline
 
 PRESETS = {name: f"{name}.yaml" for name in ("quick", "paper", "square", "triangular",
-                                             "alanine-vacuum", "alanine-implicit")}
+                                             "alanine-vacuum", "alanine-implicit",
+                                             "alanine-water")}
 PUBLISHED = Path("tests") / "data" / "mini_af3_epoch_20.pt"  # the authors' checkpoint
 PUBLISHED_T_EVAL = 1e-4  # where the paper reads its network
 

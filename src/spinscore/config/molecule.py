@@ -10,33 +10,60 @@ from __future__ import annotations
 from typing import Literal
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from spinscore.config.system import _Frozen
 
 # Flexible X-H bonds (k ~ 3e5 kJ/mol/nm^2, period ~ 10 fs) integrate stably up to about 1 fs.
 MAX_FLEXIBLE_TIMESTEP_FS = 1.0
+# Explicit water: the solute-image distance, nm; at least the PME cutoff
+# (`molecules.forcefield.EXPLICIT_CUTOFF_NM`, not imported: the config needs no OpenMM).
+DEFAULT_PADDING_NM = 1.0
+PADDING_RANGE_NM = (0.9, 3.0)
 
 
 class MoleculeConfig(_Frozen):
     """The molecule: name, force field, solvent and temperature.
 
     solvent: "vacuum" (the score at zero noise is exactly beta x the force field's force),
-    "implicit" (amber14 + OBC2 generalised Born), or "explicit" (TIP3P water with PME: not
-    implemented yet, refused here rather than later).
+    "implicit" (amber14 + OBC2 generalised Born), or "explicit" (TIP3P water with PME, 0.9 nm
+    cutoff, rigid water, NVT: the authors' setting; the water is integrated out, only the
+    solute's atoms reach the data file).
+    padding_nm: explicit water only (default then `DEFAULT_PADDING_NM`): the least distance
+    between the solute and its periodic images in the water box (OpenMM's `addSolvent`
+    padding; the box edge is max(solute diameter + padding, 2 padding)).
     """
 
     name: Literal["alanine-dipeptide"] = "alanine-dipeptide"
     forcefield: Literal["amber14"] = "amber14"
     solvent: Literal["vacuum", "implicit", "explicit"] = "vacuum"
     temperature: float = Field(default=300.0, gt=0)  # K
+    padding_nm: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_padding(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("solvent") == "explicit" and data.get("padding_nm") is None:
+            return {**data, "padding_nm": DEFAULT_PADDING_NM}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> MoleculeConfig:
-        if self.solvent == "explicit":
-            raise ValueError("solvent: explicit water (TIP3P, PME) is not implemented yet; "
-                             "expected vacuum or implicit")
+        if self.solvent != "explicit" and self.padding_nm is not None:
+            raise ValueError(f"padding_nm: only for solvent: explicit (this is {self.solvent})")
+        if self.padding_nm is not None and not PADDING_RANGE_NM[0] <= self.padding_nm <= PADDING_RANGE_NM[1]:
+            raise ValueError(f"padding_nm: expected {PADDING_RANGE_NM[0]} to {PADDING_RANGE_NM[1]} nm (at "
+                             f"least the {PADDING_RANGE_NM[0]} nm PME cutoff between the solute and its "
+                             f"periodic images; nanometres, not ångström), got {self.padding_nm}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # Vacuum and implicit configs dump as before padding_nm existed (their hashes stay).
+        data = handler(self)
+        if self.padding_nm is None:
+            data.pop("padding_nm", None)
+        return data
 
 
 class MoleculeSystemConfig(_Frozen):

@@ -5,7 +5,8 @@ Layout (T trajectories, F frames each, n atoms, G force-field terms):
     forces           float32 (T, F, n, 3)     kJ/mol/nm, the total force
     group_energies   float64 (T, F, G)        kJ/mol, column g is term term_names[g]
     group_forces     float32 (T, F, G, n, 3)  kJ/mol/nm; summed over G they give `forces`
-    kinetic_energy   float64 (T, F)           kJ/mol, as OpenMM reports it
+    kinetic_energy   float64 (T, F)           kJ/mol, as OpenMM reports it (explicit water: of
+                                              the whole solvated system, attr solvated_atoms)
     term_names       str (G,)                 force-field terms, e.g. bond, angle, ..., coulomb14
     atom_names, elements, residue_names  str (n,)   topology, per atom
     residue_index    int32 (n,)               residue of each atom, 0-based
@@ -14,6 +15,8 @@ Layout (T trajectories, F frames each, n atoms, G force-field terms):
     atom_classes     str (n,)                 amber atom types, e.g. CT
     masses           float64 (n,)             dalton
     charges          float64 (n,)             elementary charges
+    Explicit water: n is the solute's atoms only; the "solvent" term is the total force on them
+    less the vacuum terms, its energy the solute-water one (`molecules.trajectories`).
     attrs: the run settings (temperature_K, timestep_fs, friction_per_ps, solvent, seed,
            steps_per_frame, ...), openmm_version, spinscore_version, git_commit, format_version
 """

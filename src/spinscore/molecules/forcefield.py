@@ -4,12 +4,18 @@ OpenMM reports energies and forces per force group, so splitting the force field
 per term gives the per-term targets (bond, angle, proper and improper torsion, the four pair
 sectors, the solvent term) from a single context. The split is exact: the pieces are copies of
 the original forces with parameters zeroed, evaluated by the same kernels.
+
+Explicit water (TIP3P, PME) is not split: `solvate` and `build_solvated_system` make the system
+that is integrated, and the solute's terms are evaluated with the vacuum split system at the
+solute's coordinates (`molecules.trajectories`); the "solvent" term is the rest of the force.
 """
 
+import numpy as np
 import openmm
-from openmm import app
+from openmm import app, unit
 
-# Term name -> the force group it is put in. "solvent" is present only with implicit solvent.
+# Term name -> the force group it is put in. "solvent" is a group only with implicit solvent;
+# with explicit water it is derived (the total force on the solute less the vacuum terms).
 TERMS: tuple[str, ...] = (
     "bond", "angle", "proper", "improper", "lj", "coulomb", "lj14", "coulomb14", "solvent",
 )
@@ -20,6 +26,9 @@ _FORCEFIELD_FILES = {
     "vacuum": ("amber14-all.xml",),
     "implicit": ("amber14-all.xml", "implicit/obc2.xml"),
 }
+# Explicit water: amber14 with its TIP3P (and ion) parameters; PME with the authors' cutoff.
+EXPLICIT_FORCEFIELD_FILES = ("amber14-all.xml", "amber14/tip3p.xml")
+EXPLICIT_CUTOFF_NM = 0.9
 
 
 def build_unsplit_system(topology: app.Topology, solvent: str = "vacuum",
@@ -38,7 +47,8 @@ def build_unsplit_system(topology: app.Topology, solvent: str = "vacuum",
         The `openmm.System`; energies in kJ/mol, lengths in nm.
     """
     if solvent not in _FORCEFIELD_FILES:
-        raise ValueError(f"solvent must be one of {sorted(_FORCEFIELD_FILES)}, got {solvent!r}")
+        raise ValueError(f"solvent must be one of {sorted(_FORCEFIELD_FILES)}, got {solvent!r} "
+                         "(explicit water: build_solvated_system)")
     forcefield = app.ForceField(*_FORCEFIELD_FILES[solvent])
     return forcefield.createSystem(
         topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False,
@@ -161,9 +171,10 @@ def atom_types(topology: app.Topology, solvent: str = "vacuum") -> tuple[list[st
         classes: amber atom types (OpenMM's atom classes), e.g. "CT"; equal classes share
             bonded parameters.
     """
-    if solvent not in _FORCEFIELD_FILES:
-        raise ValueError(f"solvent must be one of {sorted(_FORCEFIELD_FILES)}, got {solvent!r}")
-    forcefield = app.ForceField(*_FORCEFIELD_FILES[solvent])
+    files = {**_FORCEFIELD_FILES, "explicit": EXPLICIT_FORCEFIELD_FILES}
+    if solvent not in files:
+        raise ValueError(f"solvent must be one of {sorted(files)}, got {solvent!r}")
+    forcefield = app.ForceField(*files[solvent])
     # ForceField has no public type -> class accessor; _atomTypes is what createSystem reads.
     class_of = {name: str(t.atomClass) for name, t in forcefield._atomTypes.items()}
     types: list[str] = []
@@ -179,3 +190,76 @@ def atom_types(topology: app.Topology, solvent: str = "vacuum") -> tuple[list[st
                                  f"differs from template {template.name}'s {template_atom.element.symbol}")
             types.append(template_atom.type)
     return types, [class_of[t] for t in types]
+
+
+def solvate(topology: app.Topology, positions, padding_nm: float = 1.0):
+    """The solute in a cubic box of TIP3P water (OpenMM's `Modeller.addSolvent`, neutralised
+    with Na+/Cl- if charged; alanine dipeptide is neutral and gets no ions).
+
+    OpenMM ≥ 8 sets the box edge to max(solute diameter + padding, 2 padding), so `padding_nm`
+    is the least distance between a solute atom and any atom of the solute's periodic images.
+    It must be at least `EXPLICIT_CUTOFF_NM`, which also keeps the edge above twice the cutoff.
+    Deterministic (a fixed pre-equilibrated water box, overlaps removed).
+
+    Args:
+        topology: the solute (n atoms).
+        positions: (n, 3) nm, minimised in vacuum.
+        padding_nm: see above, nm.
+
+    Returns:
+        topology: solute first (atoms 0..n-1, unchanged order), then the waters.
+        positions: (N, 3) nm, float64.
+    """
+    if not padding_nm >= EXPLICIT_CUTOFF_NM:
+        raise ValueError(f"padding_nm: the solute's periodic images must stay beyond the "
+                         f"{EXPLICIT_CUTOFF_NM} nm cutoff, got {padding_nm}")
+    modeller = app.Modeller(topology, np.asarray(positions, dtype=np.float64) * unit.nanometer)
+    modeller.addSolvent(app.ForceField(*EXPLICIT_FORCEFIELD_FILES), model="tip3p",
+                        padding=padding_nm * unit.nanometer, neutralize=True)
+    return modeller.topology, np.asarray(modeller.getPositions().value_in_unit(unit.nanometer))
+
+
+def build_solvated_system(topology: app.Topology, remove_cm_motion: bool = True) -> openmm.System:
+    """amber14 + TIP3P for a `solvate`d topology, all forces in group 0.
+
+    PME with a `EXPLICIT_CUTOFF_NM` cutoff (OpenMM's default Ewald tolerance 5e-4, the long-range
+    dispersion correction on), rigid water (SETTLE), flexible solute bonds (no constraints: its
+    bond vibrations are part of the data), no barostat: the runs are NVT in the box `solvate`
+    made (the density of the pre-equilibrated water box; one small solute hardly changes it).
+
+    Returns:
+        The periodic `openmm.System` (kJ/mol, nm), box vectors from the topology.
+    """
+    forcefield = app.ForceField(*EXPLICIT_FORCEFIELD_FILES)
+    return forcefield.createSystem(
+        topology, nonbondedMethod=app.PME, nonbondedCutoff=EXPLICIT_CUTOFF_NM * unit.nanometer,
+        constraints=None, rigidWater=True, removeCMMotion=remove_cm_motion,
+    )
+
+
+def solvent_only_system(system: openmm.System, n_solute: int) -> openmm.System:
+    """The solvent's own energy: `system`'s NonbondedForce with the first `n_solute` particles'
+    charges and Lennard-Jones epsilons zeroed (and their exceptions), nothing else.
+
+    E(solvated) − E(solute, vacuum terms) − E(this system) is the energy whose gradient with
+    respect to the solute's coordinates is minus the "solvent" force of `molecules.trajectories`
+    (this system does not depend on them): the solute–solvent interaction energy, plus the small
+    difference between the solute's own PME and vacuum non-bonded energies (periodic images,
+    the cutoff on its Lennard-Jones pairs, the PME error). Energies in kJ/mol.
+    """
+    source = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    nonbonded = openmm.XmlSerializer.clone(source)
+    for index in range(n_solute):
+        _, sigma, _ = nonbonded.getParticleParameters(index)
+        nonbonded.setParticleParameters(index, 0.0, sigma, 0.0)
+    for index in range(nonbonded.getNumExceptions()):
+        i, j, _, sigma, _ = nonbonded.getExceptionParameters(index)
+        if i < n_solute or j < n_solute:
+            nonbonded.setExceptionParameters(index, i, j, 0.0, sigma, 0.0)
+    nonbonded.setForceGroup(0)
+    out = openmm.System()
+    for index in range(system.getNumParticles()):
+        out.addParticle(system.getParticleMass(index))
+    out.setDefaultPeriodicBoxVectors(*system.getDefaultPeriodicBoxVectors())
+    out.addForce(nonbonded)
+    return out

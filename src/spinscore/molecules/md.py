@@ -76,13 +76,40 @@ def maxwell_boltzmann(system: openmm.System, temperature_K: float, seed: int) ->
     return velocities
 
 
-def make_context(system: openmm.System, integrator: openmm.Integrator, platform: str = "CPU",
-                 threads: int | None = 1) -> openmm.Context:
-    """An OpenMM context on the named platform; `threads` sets the CPU platform's thread count.
+def available_platforms() -> tuple[str, ...]:
+    """Names of the OpenMM platforms this installation can use, e.g. ("Reference", "CPU")."""
+    return tuple(openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms()))
 
-    One thread makes CPU runs bitwise reproducible (the force summation order is fixed).
+
+def choose_platform(system: openmm.System) -> str:
+    """The platform `make_context` uses when none is named: CUDA for a periodic system (explicit
+    water) when a CUDA platform is present, otherwise CPU. Vacuum and implicit-solvent systems
+    (22 atoms, no periodic box) always run on the CPU: a GPU does not speed them up, and one
+    CPU thread keeps them bitwise reproducible."""
+    if system.usesPeriodicBoundaryConditions() and "CUDA" in available_platforms():
+        return "CUDA"
+    return "CPU"
+
+
+def make_context(system: openmm.System, integrator: openmm.Integrator, platform: str | None = "CPU",
+                 threads: int | None = 1) -> openmm.Context:
+    """An OpenMM context on the named platform (None: `choose_platform(system)`); `threads` sets
+    the CPU platform's thread count.
+
+    One thread makes CPU runs bitwise reproducible (the force summation order is fixed); periodic
+    (PME) systems also need the CPU platform's deterministic force summation, without which
+    repeated runs differ in the last bit (seen here). CUDA
+    contexts use mixed precision (single-precision forces, double-precision integration, as
+    flexible bonds at 0.5 fs and the NVE check need) and deterministic force summation.
     """
-    properties = {"Threads": str(threads)} if platform == "CPU" and threads is not None else {}
+    platform = choose_platform(system) if platform is None else platform
+    properties = {}
+    if platform == "CPU" and threads is not None:
+        properties = {"Threads": str(threads)}
+        if system.usesPeriodicBoundaryConditions():  # PME sums vary run to run otherwise
+            properties["DeterministicForces"] = "true"
+    elif platform == "CUDA":
+        properties = {"Precision": "mixed", "DeterministicForces": "true"}
     return openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties)
 
 
@@ -100,7 +127,7 @@ def evaluate(context: openmm.Context, groups: tuple[int, ...]) -> tuple[np.ndarr
 
 def run_langevin(system: openmm.System, positions: np.ndarray, temperature_K: float, timestep_fs: float,
                  friction_per_ps: float, n_frames: int, steps_per_frame: int, seed: int,
-                 platform: str = "CPU", threads: int | None = 1,
+                 platform: str | None = None, threads: int | None = 1,
                  groups: tuple[int, ...] | None = None,
                  dynamics_system: openmm.System | None = None) -> Trajectory:
     """Langevin dynamics (LangevinMiddleIntegrator, BAOAB-type) recording a frame every
@@ -117,7 +144,8 @@ def run_langevin(system: openmm.System, positions: np.ndarray, temperature_K: fl
         friction_per_ps: collision rate, 1/ps.
         n_frames, steps_per_frame: the run is n_frames × steps_per_frame steps.
         seed: integer seed for both the velocities and the integrator's noise.
-        platform: OpenMM platform name ("CPU", "Reference", "CUDA", ...).
+        platform: OpenMM platform name ("CPU", "Reference", "CUDA", ...); None: CPU, or CUDA
+            for a periodic system where present (`choose_platform`).
         threads: CPU thread count (None: OpenMM's default).
         groups: force groups to record; default `energy_groups(system)`.
         dynamics_system: an equivalent system (same particles and total energy) to integrate
@@ -161,7 +189,7 @@ def run_langevin(system: openmm.System, positions: np.ndarray, temperature_K: fl
 
 
 def nve_drift(system: openmm.System, positions: np.ndarray, timestep_fs: float, n_steps: int,
-              temperature_K: float, seed: int, platform: str = "CPU", threads: int | None = 1,
+              temperature_K: float, seed: int, platform: str | None = None, threads: int | None = 1,
               steps_per_record: int = 1) -> np.ndarray:
     """Total-energy trace of velocity-Verlet (NVE) dynamics, to validate a time step.
 
@@ -199,7 +227,7 @@ def nve_drift(system: openmm.System, positions: np.ndarray, timestep_fs: float, 
 
 
 def minimise(system: openmm.System, positions: np.ndarray, tolerance: float = 0.1, max_iterations: int = 0,
-             platform: str = "CPU", threads: int | None = 1) -> tuple[np.ndarray, float]:
+             platform: str | None = None, threads: int | None = 1) -> tuple[np.ndarray, float]:
     """Local energy minimisation (OpenMM's L-BFGS).
 
     Args:

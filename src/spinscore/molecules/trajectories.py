@@ -11,6 +11,18 @@ the checkpoint of its last finished block, so it assembles the same arrays, bit 
 uninterrupted run. When every chunk is there they are assembled into OUT (`datafile`).
 
 Trajectories run in parallel in a thread pool: OpenMM releases the GIL while it integrates.
+
+Explicit water (TIP3P, PME, NVT in the solvated box: no barostat) is integrated out of the file:
+it holds only the solute's atoms (the first n of the solvated system), so everything downstream
+sees the same n atoms as in vacuum. The solute's terms (bond ... coulomb14) are the vacuum split
+system evaluated at the solute's coordinates; "solvent" is the total force on the solute atoms in
+the solvated system less their sum, and its energy is E(solvated) − E(solute, vacuum terms) −
+E(water alone) (`forcefield.solvent_only_system`), whose gradient in the solute's coordinates
+is minus that force. Both therefore also hold the difference between the solute's own PME
+electrostatics (periodic images, reciprocal space) and its vacuum Coulomb, and its
+Lennard-Jones pairs beyond the cutoff (small: the solute is ~0.8 nm across). The kinetic energy
+is the whole solvated system's (matching `degrees_of_freedom(molecule.dynamics)`). Explicit runs
+use the CUDA platform where present (`md.choose_platform`), else CPU at one thread per context.
 """
 
 from __future__ import annotations
@@ -33,10 +45,14 @@ from openmm import app, unit
 from spinscore import __version__
 from spinscore.errors import DataError, SpinscoreError
 from spinscore.io import atomic_write_bytes, git_commit
+from spinscore.molecules import forcefield, md
 from spinscore.molecules.alanine import alanine_dipeptide
 from spinscore.molecules.datafile import FRAME_FIELDS, frame_shape, write_molecule_file
 from spinscore.molecules.forcefield import atom_types, build_system, build_unsplit_system
 from spinscore.molecules.md import evaluate, make_context, maxwell_boltzmann, minimise, openmm_seeds
+
+SOLVENTS = ("vacuum", "implicit", "explicit")
+KJ_PER_MOL_NM = unit.kilojoule_per_mole / unit.nanometer
 
 
 @dataclass(frozen=True)
@@ -48,9 +64,11 @@ class TrajectorySettings:
     equilibration_steps: steps from the minimised structure before the first frame's steps.
     frames_per_chunk: frames per chunk file, the unit of crash safety (the last may be shorter).
     temperature_K, timestep_fs, friction_per_ps: the LangevinMiddleIntegrator.
-    solvent: "vacuum" or "implicit" (OBC2).
+    solvent: "vacuum", "implicit" (OBC2) or "explicit" (TIP3P, PME).
     seed: run seed (≥ 0); trajectory i is seeded from (seed, i).
     phi_deg, psi_deg: backbone dihedrals of the built alanine dipeptide, before minimisation.
+    padding_nm: explicit water only: least solute–image distance of the water box, nm
+        (`forcefield.solvate`); left out of the run's record otherwise.
     """
 
     n_trajectories: int = 4
@@ -65,6 +83,7 @@ class TrajectorySettings:
     seed: int = 0
     phi_deg: float = -80.0
     psi_deg: float = 75.0
+    padding_nm: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("n_trajectories", "n_frames", "steps_per_frame", "frames_per_chunk"):
@@ -75,8 +94,16 @@ class TrajectorySettings:
         for name in ("temperature_K", "timestep_fs", "friction_per_ps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.solvent not in ("vacuum", "implicit"):
-            raise ValueError(f"solvent must be 'vacuum' or 'implicit', got {self.solvent!r}")
+        if self.solvent not in SOLVENTS:
+            raise ValueError(f"solvent must be one of {', '.join(SOLVENTS)}, got {self.solvent!r}")
+
+    def record(self) -> dict:
+        """The settings as a dict for fingerprints and file attributes (padding_nm only for
+        explicit water, so vacuum and implicit records are as before it existed)."""
+        record = asdict(self)
+        if self.solvent != "explicit":
+            del record["padding_nm"]
+        return record
 
     @property
     def chunks_per_trajectory(self) -> int:
@@ -101,22 +128,54 @@ def trajectory_seeds(seed: int, index: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Molecule:
-    """A prepared molecule: topology, minimised start (n, 3) nm, the split system with its term
-    groups (recorded) and the unsplit one (integrated: same forces, about 1.7× faster)."""
+    """A prepared molecule: the solute's topology (n atoms), the minimised start (N, 3) nm of
+    the integrated system, the solute's split system (n atoms) with its term groups (recorded)
+    and the unsplit system (integrated: same forces, about 1.7× faster in vacuum).
+
+    Explicit water: `dynamics` is the solvated system (N > n atoms, solute first), `system` the
+    solute's vacuum split system, and `solvent` the water-alone system of the solvent energy.
+    """
 
     topology: app.Topology
     start: np.ndarray
     system: openmm.System
     groups: dict[str, int]
     dynamics: openmm.System
+    solvent: openmm.System | None = None
+
+    @property
+    def n_solute(self) -> int:
+        """n, the atoms recorded in the file."""
+        return self.system.getNumParticles()
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The recorded terms: the groups of `system`, then "solvent" for explicit water."""
+        return (*self.groups, "solvent") if self.solvent is not None else tuple(self.groups)
 
     @classmethod
     def alanine(cls, settings: TrajectorySettings) -> Molecule:
+        """Alanine dipeptide built at (phi_deg, psi_deg) and minimised (explicit water: minimised
+        in vacuum, solvated, minimised again to OpenMM's default 10 kJ/mol/nm, on `platform`);
+        deterministic on one CPU thread, shared by all trajectories."""
         topology, positions = alanine_dipeptide(settings.phi_deg, settings.psi_deg)
-        system, groups = build_system(topology, settings.solvent)
-        dynamics = build_unsplit_system(topology, settings.solvent)
-        start, _ = minimise(dynamics, positions)  # deterministic: one thread, shared by all
-        return cls(topology, start, system, groups, dynamics)
+        if settings.solvent != "explicit":
+            system, groups = build_system(topology, settings.solvent)
+            dynamics = build_unsplit_system(topology, settings.solvent)
+            start, _ = minimise(dynamics, positions, platform="CPU")
+            return cls(topology, start, system, groups, dynamics)
+        system, groups = build_system(topology, "vacuum")
+        start, _ = minimise(build_unsplit_system(topology, "vacuum"), positions, platform="CPU")
+        solvated, start = forcefield.solvate(topology, start, settings.padding_nm)
+        dynamics = forcefield.build_solvated_system(solvated)
+        start, _ = minimise(dynamics, start, tolerance=10.0)
+        return cls(topology, start, system, groups, dynamics,
+                   forcefield.solvent_only_system(dynamics, system.getNumParticles()))
+
+    @property
+    def platform(self) -> str:
+        """The OpenMM platform the trajectories integrate on (`md.choose_platform`)."""
+        return md.choose_platform(self.dynamics)
 
 
 class ChunkDir:
@@ -171,10 +230,36 @@ class ChunkDir:
 
 
 def _fingerprint(settings: TrajectorySettings, molecule: Molecule) -> str:
-    record = {**asdict(settings), "openmm_version": openmm.__version__, "terms": list(molecule.groups),
+    record = {**settings.record(), "openmm_version": openmm.__version__, "terms": list(molecule.terms),
               "start": hashlib.sha256(np.ascontiguousarray(molecule.start).tobytes()).hexdigest(),
               "atoms": [a.name for a in molecule.topology.atoms()]}
+    if molecule.solvent is not None:  # OpenMM checkpoints only load on the platform that wrote them
+        record["platform"] = molecule.platform
     return json.dumps(record, sort_keys=True)
+
+
+def _record_frame(record: dict[str, np.ndarray], row: int, state: openmm.State, molecule: Molecule,
+                  evaluator: openmm.Context, solvent: openmm.Context | None) -> None:
+    """Write frame `row` of a chunk from the integrated context's `state` (positions, forces and
+    energy): the solute's positions (n, 3) nm, total force (n, 3) kJ/mol/nm, kinetic energy,
+    and per term energies (G,) kJ/mol and forces (G, n, 3) kJ/mol/nm (module docstring)."""
+    groups, n = tuple(molecule.groups.values()), molecule.n_solute
+    positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    forces = state.getForces(asNumpy=True).value_in_unit(KJ_PER_MOL_NM)
+    record["positions"][row], record["forces"][row] = positions[:n], forces[:n]
+    record["kinetic_energy"][row] = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+    if solvent is None:
+        evaluator.setPositions(state.getPositions())
+        record["group_energies"][row], record["group_forces"][row] = evaluate(evaluator, groups)
+        return
+    evaluator.setPositions(positions[:n] * unit.nanometer)
+    energies, terms = evaluate(evaluator, groups)
+    solvent.setPeriodicBoxVectors(*state.getPeriodicBoxVectors())
+    solvent.setPositions(state.getPositions())
+    water = solvent.getState(getEnergy=True).getPotentialEnergy()
+    interaction = (state.getPotentialEnergy() - water).value_in_unit(unit.kilojoule_per_mole)
+    record["group_energies"][row] = (*energies, interaction - energies.sum())
+    record["group_forces"][row] = np.concatenate([terms, (forces[:n] - terms.sum(0))[None]])
 
 
 def _run_trajectory(index: int, settings: TrajectorySettings, molecule: Molecule, chunks: ChunkDir,
@@ -185,16 +270,17 @@ def _run_trajectory(index: int, settings: TrajectorySettings, molecule: Molecule
     first = next((k for k in numbers if not chunks.done(k)), None)
     if first is None or stop.is_set():
         return
-    groups = tuple(molecule.groups.values())
-    n_atoms = molecule.system.getNumParticles()
+    n_atoms, n_terms = molecule.n_solute, len(molecule.terms)
     integrator_seed, velocity_seed = trajectory_seeds(settings.seed, index)
     integrator = openmm.LangevinMiddleIntegrator(
         settings.temperature_K * unit.kelvin, settings.friction_per_ps / unit.picosecond,
         settings.timestep_fs * unit.femtosecond,
     )  # fmt: skip
     integrator.setRandomNumberSeed(integrator_seed)
-    context = make_context(molecule.dynamics, integrator, "CPU", threads=1)
+    context = make_context(molecule.dynamics, integrator, molecule.platform, threads=1)
     evaluator = make_context(molecule.system, openmm.VerletIntegrator(0.001), "CPU", threads=1)
+    solvent = None if molecule.solvent is None else make_context(
+        molecule.solvent, openmm.VerletIntegrator(0.001), molecule.platform, threads=1)
     if first == numbers.start:
         context.setPositions(molecule.start * unit.nanometer)
         velocities = maxwell_boltzmann(molecule.dynamics, settings.temperature_K, velocity_seed)
@@ -203,23 +289,18 @@ def _run_trajectory(index: int, settings: TrajectorySettings, molecule: Molecule
             integrator.step(settings.equilibration_steps)
     else:
         frames = settings.chunk(first - 1)[1]
-        previous = chunks.load(first - 1, len(frames), n_atoms, len(groups))
+        previous = chunks.load(first - 1, len(frames), n_atoms, n_terms)
         context.loadCheckpoint(previous["checkpoint"].tobytes())
     for number in range(first, numbers.stop):
         if stop.is_set():
             return
         frames = settings.chunk(number)[1]
-        record = {name: np.empty((len(frames), *frame_shape(spec, n_atoms, len(groups))), dtype)
+        record = {name: np.empty((len(frames), *frame_shape(spec, n_atoms, n_terms)), dtype)
                   for name, (dtype, spec) in FRAME_FIELDS.items()}
         for row in range(len(frames)):
             integrator.step(settings.steps_per_frame)
             state = context.getState(getPositions=True, getForces=True, getEnergy=True)
-            record["positions"][row] = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-            record["forces"][row] = state.getForces(asNumpy=True).value_in_unit(
-                unit.kilojoule_per_mole / unit.nanometer)
-            record["kinetic_energy"][row] = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
-            evaluator.setPositions(state.getPositions())
-            record["group_energies"][row], record["group_forces"][row] = evaluate(evaluator, groups)
+            _record_frame(record, row, state, molecule, evaluator, solvent)
         checkpoint = np.frombuffer(context.createCheckpoint(), dtype=np.uint8)
         chunks.save(number, {**record, "checkpoint": checkpoint})
         if on_chunk is not None:
@@ -272,7 +353,8 @@ def simulate_trajectories(out: str | Path, settings: TrajectorySettings, *, work
     if failures:
         raise failures[0]
     write_molecule_file(out, _load_all(settings, molecule, chunks), settings.n_trajectories,
-                        settings.n_frames, _static(settings, molecule), {**_attrs(settings), **(attrs or {})})
+                        settings.n_frames, _static(settings, molecule),
+                        {**_attrs(settings, molecule), **(attrs or {})})
     if not keep_parts:
         chunks.remove()
     return out
@@ -280,7 +362,7 @@ def simulate_trajectories(out: str | Path, settings: TrajectorySettings, *, work
 
 def _load_all(settings: TrajectorySettings, molecule: Molecule,
               chunks: ChunkDir) -> Iterator[tuple[int, range, dict[str, np.ndarray]]]:
-    n_atoms, n_terms = molecule.system.getNumParticles(), len(molecule.groups)
+    n_atoms, n_terms = molecule.n_solute, len(molecule.terms)
     for number in range(settings.n_chunks):
         trajectory, frames = settings.chunk(number)
         yield trajectory, frames, chunks.load(number, len(frames), n_atoms, n_terms)
@@ -288,12 +370,12 @@ def _load_all(settings: TrajectorySettings, molecule: Molecule,
 
 def _static(settings: TrajectorySettings, molecule: Molecule) -> dict:
     """Topology and force-field arrays of the file (see `molecules.datafile`)."""
-    atoms = list(molecule.topology.atoms())
+    atoms = list(molecule.topology.atoms())  # the solute's
     bonds = [(a.index, b.index) for a, b in molecule.topology.bonds()]
     types, classes = atom_types(molecule.topology, settings.solvent)
     nonbonded = next(f for f in molecule.dynamics.getForces() if isinstance(f, openmm.NonbondedForce))
     return {
-        "term_names": list(molecule.groups),
+        "term_names": list(molecule.terms),
         "atom_names": [a.name for a in atoms],
         "elements": [a.element.symbol for a in atoms],
         "residue_names": [a.residue.name for a in atoms],
@@ -308,7 +390,8 @@ def _static(settings: TrajectorySettings, molecule: Molecule) -> dict:
     }
 
 
-def _attrs(settings: TrajectorySettings) -> dict:
-    return {**asdict(settings), "platform": "CPU", "threads_per_context": 1,
+def _attrs(settings: TrajectorySettings, molecule: Molecule) -> dict:
+    extra = {} if molecule.solvent is None else {"solvated_atoms": molecule.dynamics.getNumParticles()}
+    return {**settings.record(), **extra, "platform": molecule.platform, "threads_per_context": 1,
             "integrator": "LangevinMiddleIntegrator", "openmm_version": openmm.__version__,
             "spinscore_version": __version__, "git_commit": git_commit()}

@@ -21,6 +21,7 @@ def _settings(config: MoleculeRunConfig):
         temperature_K=molecule.temperature, timestep_fs=sim.timestep_fs,
         friction_per_ps=sim.friction_per_ps, solvent=molecule.solvent, seed=sim.seed,
         phi_deg=sim.start_phi, psi_deg=sim.start_psi,
+        **({"padding_nm": molecule.padding_nm} if molecule.padding_nm is not None else {}),
     )  # fmt: skip
 
 
