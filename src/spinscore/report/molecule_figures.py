@@ -114,8 +114,8 @@ def readout_figure(score: np.ndarray, target: np.ndarray, fits: dict, tables: di
         for fit in fits:
             rows = [r for r in tables[fit] if r["family"] == family and r["name"] == name]
             if name == "k":
-                ax.loglog([r["true"] for r in rows], [abs(r["value"]) for r in rows],
-                          markers[fit], label=fit, mfc="none")
+                ax.plot([r["true"] for r in rows], [abs(r["value"]) for r in rows],
+                        markers[fit], label=fit, mfc="none")
             else:
                 ax.plot(range(len(rows)), [r["error"] for r in rows], markers[fit], label=fit,
                         mfc="none")
@@ -130,7 +130,10 @@ def readout_figure(score: np.ndarray, target: np.ndarray, fits: dict, tables: di
                 ax.axhline(sign * bound, color="k", ls=":", lw=1)
             ax.set(xlabel=f"{family} type", ylabel="read back − amber14",
                    title=f"({'c' if name == 'r0' else 'd'}) {label}")
-            ax.set_ylim(-5 * bound, 5 * bound)
+            errors = [abs(r["error"]) for f in fits for r in tables[f]
+                      if r["family"] == family and r["name"] == name]
+            limit = max(5 * bound, 1.1 * max(errors, default=0.0))
+            ax.set_ylim(-limit, limit)
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
