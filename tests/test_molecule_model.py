@@ -22,11 +22,11 @@ def stats_positions(n=8, m=50):
     return 2.0 + 0.15 * np.random.default_rng(7).standard_normal((m, n, 3))
 
 
-def make_model(classes=CLASSES, bonds=BONDS, seed=0):
+def make_model(classes=CLASSES, bonds=BONDS, seed=0, **hyper):
     """A float64 model with random, not-small weights everywhere (the zero-initialised head
     would make every check pass trivially), all features on, distance statistics fitted."""
     torch.manual_seed(seed)
-    model = AtomScoreModel.for_molecule(classes, bonds, **SMALL).double()
+    model = AtomScoreModel.for_molecule(classes, bonds, **{**SMALL, **hyper}).double()
     model.fit_distance_statistics(stats_positions(len(classes)))  # in float64: no rounding
     with torch.no_grad():
         for p in model.parameters():
@@ -345,3 +345,54 @@ def test_w_scale_from_data():
     forces = np.array([[[1000.0, 0.0, 0.0], [-1000.0, 0.0, 0.0]]])
     scale = w_scale_from_data(positions, forces, BETA, np.array([(0, 1)]))
     assert scale == pytest.approx(BETA * 1000.0 / np.sqrt(3) / 0.1)
+
+
+def _jacobian(model, x, sigma):
+    """d score / d x of one configuration, (3n, 3n)."""
+    return torch.autograd.functional.jacobian(
+        lambda y: model(y[None], sigma[:1]).reshape(-1), x[0]).reshape(x.shape[1] * 3, -1)
+
+
+def test_the_conservative_score_is_minus_the_gradient_of_an_invariant_energy():
+    """With `conservative`, score = -grad E: E invariant under proper and improper elements
+    and translations, the score equivariant, no net force or torque, E's finite difference
+    along a random direction is -score . d, and the Jacobian is symmetric (curl free). The W
+    form's Jacobian is not: its force is not a gradient, which is what heats Langevin chains."""
+    model = make_model(conservative=True)
+    x, sigma = batch()
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # the score is differentiated all the same
+        score = model(x, sigma)
+        energy = model.energy(x, sigma)
+        for proper in (True, False):
+            rot = random_orthogonal(1, proper=proper, generator=g, dtype=torch.float64)[0]
+            moved = x @ rot.T + torch.randn(1, 1, 3, generator=g, dtype=torch.float64)
+            assert torch.allclose(model.energy(moved, sigma), energy, rtol=1e-10, atol=1e-10)
+            assert torch.allclose(model(moved, sigma), score @ rot.T, rtol=1e-8,
+                                  atol=1e-10 * float(score.abs().max()))
+    assert float(score.sum(1).abs().max()) < 1e-9 * float(score.abs().max())
+    centred = x - x.mean(1, keepdim=True)
+    torque = torch.linalg.cross(centred, score, dim=-1).sum(1)
+    assert float(torque.abs().max()) < 1e-9 * float(score.abs().max())
+    d = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    h = 1e-6
+    with torch.no_grad():
+        fd = (model.energy(x + h * d, sigma) - model.energy(x - h * d, sigma)) / (2 * h)
+    assert torch.allclose(fd, -(score * d).sum((1, 2)), rtol=1e-6)
+    jac = _jacobian(model, x, sigma)
+    assert float((jac - jac.T).abs().max()) < 1e-8 * float(jac.abs().max())
+    w_jac = _jacobian(make_model(), x, sigma)
+    assert float((w_jac - w_jac.T).abs().max()) > 1e-3 * float(w_jac.abs().max())
+    with pytest.raises(ValueError, match="conservative"):
+        model.pair_matrix(x, sigma)
+
+
+def test_the_conservative_model_trains_through_its_gradient():
+    """DSM backpropagates through -grad E: every trunk parameter gets a gradient."""
+    model = make_model(conservative=True).float().train()
+    x = torch.as_tensor(stats_positions()[:8], dtype=torch.float32)
+    sigmas = torch.full((8,), 1e-3)
+    loss = dsm_loss(model, x, sigmas, torch.Generator().manual_seed(0), "score")
+    loss.backward()
+    assert all(p.grad is not None for p in model.trunk.parameters() if p.requires_grad)
+    assert any(float(p.grad.abs().max()) > 0 for p in model.head.parameters())

@@ -137,6 +137,9 @@ class AtomModelConfig(_Frozen):
     pair_scale: bool = True  # W in units of 1 / (std mean) per pair (harmonic scale)
     linear_skip: bool = True  # a learned line in the standardised distance per pair type
     triangle: bool = True  # a triangle multiplicative update before each Pairformer block
+    # the score as -grad of a learned pair energy (a force field that keeps the bath's temperature
+    # under Langevin dynamics) instead of the W form; ~3x slower training steps
+    conservative: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> AtomModelConfig:
