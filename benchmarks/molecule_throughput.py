@@ -37,6 +37,7 @@ from spinscore.molecules import (
     simulate_trajectories,
 )
 from spinscore.molecules.generation import model_score, score_langevin
+from spinscore.molecules.md import system_masses
 
 TIMESTEP_FS = 0.5
 
@@ -129,7 +130,7 @@ def main() -> None:
     timings = []
     for seed in range(args.repeats):
         clock = time.perf_counter()
-        score_langevin(score, start_x, molecule_masses(molecule), temperature_K=300.0,
+        score_langevin(score, start_x, system_masses(molecule.system), temperature_K=300.0,
                        timestep_fs=TIMESTEP_FS, friction_per_ps=1.0, steps=args.generate_steps,
                        record_every=args.generate_steps, seed=seed)
         timings.append(time.perf_counter() - clock)
@@ -138,12 +139,6 @@ def main() -> None:
           f"plain OpenMM MD {gen / md:.3f}")
     print(f"md_ns_per_day={statistics.median(pair):.2f} train_samples_per_s={rates[True]:.1f} "
           f"generate_ns_per_day={gen:.2f}")
-
-
-def molecule_masses(molecule: Molecule) -> np.ndarray:
-    system = molecule.system
-    return np.array([system.getParticleMass(i).value_in_unit(unit.dalton)
-                     for i in range(system.getNumParticles())])
 
 
 if __name__ == "__main__":

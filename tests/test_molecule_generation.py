@@ -7,12 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from spinscore.molecules.generation import (
-    js_divergence,
-    ramachandran_histogram,
-    score_langevin,
-)
+from spinscore.molecules.generation import js_divergence, score_langevin
 from spinscore.molecules.md import MOLAR_GAS_CONSTANT
+from spinscore.molecules.ramachandran import ramachandran_histogram
 from spinscore.stages.molecule_generation import angle_triplets, start_frames
 
 T = 300.0

@@ -149,12 +149,22 @@ def train(data_path, config_path, overrides, out, resume, overwrite, device, qui
     click.echo(f"wrote {path}")
 
 
+def _molecular_model_inputs(command):
+    """--checkpoint, --data and --out of the commands that read a trained molecular model."""
+    for option in reversed((
+        click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
+                     help="Molecular training checkpoint (checkpoint.pt of `spinscore train`)."),
+        click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+                     help="The trajectory file it was trained on (its held-out trajectories "
+                          "are read)."),
+        click.option("--out", required=True, type=click.Path(file_okay=False),
+                     help="Output directory."))):
+        command = option(command)
+    return command
+
+
 @main.command()
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="Molecular training checkpoint (checkpoint.pt of `spinscore train`).")
-@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
-              help="The trajectory file it was trained on (its held-out trajectories are read).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@_molecular_model_inputs
 @click.option("--frames", type=int, default=500, show_default=True,
               help="Held-out frames to read the network on.")
 @click.option("--fit-frames", type=int, default=2000, show_default=True,
@@ -176,11 +186,7 @@ def readout(checkpoint, data_path, out, frames, fit_frames):
 
 
 @main.command()
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="Molecular training checkpoint (checkpoint.pt of `spinscore train`).")
-@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
-              help="The trajectory file it was trained on (chains start from its held-out frames).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@_molecular_model_inputs
 @click.option("--chains", type=int, default=64, show_default=True, help="Chains run at once.")
 @click.option("--picoseconds", type=float, default=5.0, show_default=True,
               help="Length of each chain.")

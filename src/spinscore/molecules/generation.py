@@ -109,13 +109,6 @@ def score_langevin(score: ScoreFn, start: np.ndarray, masses: np.ndarray, *,
     return LangevinRun(np.stack(frames), np.stack(temperatures))
 
 
-def ramachandran_histogram(phi: np.ndarray, psi: np.ndarray, bins: int = 36) -> np.ndarray:
-    """(bins, bins) probabilities of (φ, ψ) on the torus (degrees in (−180, 180]); rows φ."""
-    edges = np.linspace(-180.0, 180.0, bins + 1)
-    h, _, _ = np.histogram2d(np.ravel(phi), np.ravel(psi), bins=[edges, edges])
-    return h / h.sum()
-
-
 def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
     """Jensen-Shannon divergence of two histograms (any shape, normalised here), in nats:
     0 for equal, ln 2 for disjoint (SciPy's distance, squared)."""

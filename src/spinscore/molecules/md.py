@@ -50,10 +50,15 @@ def energy_groups(system: openmm.System) -> tuple[int, ...]:
     return tuple(sorted({f.getForceGroup() for f in system.getForces()} - {MOTION_REMOVER_GROUP}))
 
 
+def system_masses(system: openmm.System) -> np.ndarray:
+    """(n_atoms,) particle masses of `system`, dalton (0 for massless particles)."""
+    return np.array([system.getParticleMass(i).value_in_unit(unit.dalton)
+                     for i in range(system.getNumParticles())])
+
+
 def degrees_of_freedom(system: openmm.System) -> int:
     """3N − constraints − 3 if a CMMotionRemover is present (massless particles do not move)."""
-    masses = [system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())]
-    moving = sum(m > 0 for m in masses)
+    moving = int(np.sum(system_masses(system) > 0))
     removes_cm = any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces())
     return 3 * moving - system.getNumConstraints() - (3 if removes_cm else 0)
 
@@ -65,8 +70,7 @@ def maxwell_boltzmann(system: openmm.System, temperature_K: float, seed: int) ->
     would otherwise take that kinetic energy away at the first step, a jump in an NVE trace.
     (OpenMM's `setVelocitiesToTemperature` does not remove it.) Massless particles stay at rest.
     """
-    masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton)
-                       for i in range(system.getNumParticles())])
+    masses = system_masses(system)
     rng = np.random.default_rng(seed)
     scale = np.sqrt(MOLAR_GAS_CONSTANT * temperature_K / np.where(masses > 0, masses, np.inf))
     velocities = rng.standard_normal((masses.size, 3)) * scale[:, None]

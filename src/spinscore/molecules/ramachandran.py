@@ -88,3 +88,11 @@ def basin_populations(phi: np.ndarray, psi: np.ndarray,
     n = per_trajectory.shape[0]
     stderr = per_trajectory.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(len(BASINS), np.nan)
     return BasinPopulations(per_trajectory, per_trajectory.mean(axis=0), stderr)
+
+
+def ramachandran_histogram(phi: np.ndarray, psi: np.ndarray, bins: int = 36) -> np.ndarray:
+    """(bins, bins) probabilities of (φ, ψ) on the torus (degrees in (−180, 180]), rows φ, in
+    `bins` equal bins per angle from −180°."""
+    edges = np.linspace(-180.0, 180.0, bins + 1)
+    h, _, _ = np.histogram2d(np.ravel(phi), np.ravel(psi), bins=[edges, edges])
+    return h / h.sum()

@@ -383,8 +383,7 @@ def _static(settings: TrajectorySettings, molecule: Molecule) -> dict:
         "bonds": np.array(bonds, dtype=np.int32).reshape(-1, 2),
         "atom_types": types,
         "atom_classes": classes,
-        "masses": np.array([molecule.dynamics.getParticleMass(i).value_in_unit(unit.dalton)
-                            for i in range(len(atoms))]),
+        "masses": md.system_masses(molecule.dynamics)[:len(atoms)],
         "charges": np.array([nonbonded.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge)
                              for i in range(len(atoms))]),
     }

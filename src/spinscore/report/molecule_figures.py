@@ -19,12 +19,12 @@ def ramachandran_free_energy(phi: np.ndarray, psi: np.ndarray, bins: int = 60
     Returns:
         (bins, bins) free energy indexed [φ bin, ψ bin], and the (bins + 1,) bin edges, degrees.
     """
-    edges = np.linspace(-180.0, 180.0, bins + 1)
-    counts, _, _ = np.histogram2d(np.ravel(phi), np.ravel(psi), bins=[edges, edges])
+    from spinscore.molecules.ramachandran import ramachandran_histogram
+
     with np.errstate(divide="ignore"):
-        f = -np.log(counts / counts.sum())
+        f = -np.log(ramachandran_histogram(phi, psi, bins))
     f[~np.isfinite(f)] = np.nan
-    return f - np.nanmin(f), edges
+    return f - np.nanmin(f), np.linspace(-180.0, 180.0, bins + 1)
 
 
 def ramachandran_axes(ax, phi: np.ndarray, psi: np.ndarray, title: str, vmax: float = 8.0):

@@ -25,8 +25,10 @@ def angle_triplets(bonds: np.ndarray) -> np.ndarray:
 def bond_and_angle_values(positions: np.ndarray, bonds: np.ndarray, angles: np.ndarray
                           ) -> tuple[np.ndarray, np.ndarray]:
     """Bond lengths (..., n_bonds) nm and bond angles (..., n_angles) degrees."""
+    from spinscore.molecules.validation import bond_lengths
+
     x = np.asarray(positions, dtype=np.float64)
-    r = np.linalg.norm(x[..., bonds[:, 0], :] - x[..., bonds[:, 1], :], axis=-1)
+    r = bond_lengths(x, bonds)
     u = x[..., angles[:, 0], :] - x[..., angles[:, 1], :]
     v = x[..., angles[:, 2], :] - x[..., angles[:, 1], :]
     cos = (u * v).sum(-1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1))
@@ -63,18 +65,14 @@ def generate_molecule(checkpoint: str | Path, data_path: str | Path, out_dir: st
     `chains` chains start from frames of the held-out trajectories and run `picoseconds` of
     BAOAB Langevin dynamics with the learned force (score / beta at the smallest training
     noise), the data's time step and frame spacing, and its friction unless `friction_per_ps`
-    is given. The MD frames that followed the
-    same starts are the reference: Ramachandran maps and their Jensen-Shannon divergence (with
-    the divergence between two halves of the MD chains as the sampling floor), basin
-    populations, bond-length and angle distributions. Returns generation.json's numbers.
+    is given. The MD frames that followed the same starts are the reference: Ramachandran maps
+    and their Jensen-Shannon divergence (with the divergence between two halves of the MD
+    chains as the sampling floor), basin populations, bond-length and angle distributions.
+    Returns generation.json's numbers.
     """
     from spinscore.molecules import backbone_dihedrals, basin_populations, read_molecule_data
-    from spinscore.molecules.generation import (
-        js_divergence,
-        model_score,
-        ramachandran_histogram,
-        score_langevin,
-    )
+    from spinscore.molecules.generation import js_divergence, model_score, score_langevin
+    from spinscore.molecules.ramachandran import ramachandran_histogram
     from spinscore.report.figures import save_figure
     from spinscore.report.molecule_figures import generation_figure
     from spinscore.stages.molecule_readout import smallest_sigma
@@ -85,6 +83,7 @@ def generate_molecule(checkpoint: str | Path, data_path: str | Path, out_dir: st
     held = config.train.holdout_trajectories
     attrs = data.attrs
     frame_ps = attrs["timestep_fs"] * attrs["steps_per_frame"] * 1e-3
+    friction = friction_per_ps or attrs["friction_per_ps"]
     length = max(1, int(round(picoseconds / frame_ps)))
     positions = data.positions[-held:]  # (T, F, n, 3)
     starts = start_frames(held, positions.shape[1], length, chains)
@@ -93,7 +92,7 @@ def generate_molecule(checkpoint: str | Path, data_path: str | Path, out_dir: st
     clock = time.perf_counter()
     run = score_langevin(model_score(model, smallest_sigma(config)), x0, data.masses,
                          temperature_K=attrs["temperature_K"], timestep_fs=attrs["timestep_fs"],
-                         friction_per_ps=friction_per_ps or attrs["friction_per_ps"],
+                         friction_per_ps=friction,
                          steps=length * int(attrs["steps_per_frame"]),
                          record_every=int(attrs["steps_per_frame"]), seed=seed)
     generated = run.positions
@@ -108,7 +107,7 @@ def generate_molecule(checkpoint: str | Path, data_path: str | Path, out_dir: st
               (("model", generated), ("md", md))}
     result = {
         "checkpoint": str(checkpoint), "data": str(data_path), "chains": chains,
-        "friction_per_ps": friction_per_ps or attrs["friction_per_ps"],
+        "friction_per_ps": friction,
         "picoseconds": length * frame_ps, "frames_per_chain": length,
         "seconds": seconds, "ns_per_day": length * frame_ps * 1e-3 * chains / (seconds / 86400),
         "kinetic_temperature": {"model": float(run.kinetic_temperature.mean()),
