@@ -220,3 +220,24 @@ def test_remove_rigid_projects_out_net_force_and_torque():
     rigid = np.broadcast_to([1.0, 2.0, 3.0], x.shape) + np.cross([0.3, 0.0, -0.2], centred)
     assert nrmse(internal + rigid, internal, x) < 1e-12
     assert cosine(internal + rigid, internal) < 1.0
+
+
+def test_error_directions_find_a_bias_along_a_nearly_collinear_pair():
+    """Two columns that differ by 1e-3 of their norm: a fit error along their difference is a
+    bias the readout cannot see (share ~1 in the sloppiest direction, eigenvalue ~1e-6 of the
+    largest); an error along their sum is not."""
+    from spinscore.molecules.basis import Column
+    from spinscore.molecules.readout import error_directions
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(400, 3))
+    a = np.column_stack([base[:, 0], base[:, 0] + 1e-3 * base[:, 1], base[:, 2]])
+    gram = a.T @ a
+    columns = [Column("angle", (name,), "-2q", 0, 1.0, 1) for name in "XYZ"]
+    sloppy = error_directions(gram, np.array([1.0, -1.0, 0.0]), columns)
+    assert sloppy["share_in_sloppiest"]["1"] > 0.999
+    assert sloppy["directions"][0]["eigenvalue"] < 1e-5
+    assert {name for name, _ in sloppy["directions"][0]["columns"][:2]} == {
+        "angle X -2q", "angle Y -2q"}
+    stiff = error_directions(gram, np.array([1.0, 1.0, 0.0]), columns)
+    assert stiff["share_in_sloppiest"]["1"] < 1e-3

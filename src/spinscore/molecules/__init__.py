@@ -43,6 +43,7 @@ from spinscore.molecules.ramachandran import (
     basin_populations,
 )
 from spinscore.molecules.readout import (
+    error_directions,
     fit_forces,
     normal_sums,
     parameters,
@@ -60,6 +61,7 @@ from spinscore.molecules.trajectories import (
 __all__ = [
     "FAMILIES",
     "ForceFieldBasis",
+    "error_directions",
     "fit_forces",
     "force_field_basis",
     "normal_sums",

@@ -128,6 +128,43 @@ def standard_errors(gram: np.ndarray, noise_rms: float, rcond: float = 1e-12) ->
     return noise_rms * np.sqrt(np.abs(np.diag(_pinv_gram(gram, rcond))))
 
 
+def error_directions(gram: np.ndarray, error: np.ndarray, columns, top: int = 3,
+                     leading: int = 6) -> dict:
+    """Where a coefficient error lies among the eigen-directions of the column-normalised Gram.
+
+    A least-squares fit amplifies the part of the target's error that lies along a direction
+    of small eigenvalue λ (a combination of columns that barely changes the force) by 1/√λ; a
+    systematic error concentrates there, iid noise does not.
+
+    Args:
+        gram: (P, P) Σ ΦᵀΦ. error: (P,) fitted − true coefficients, in column units.
+        columns: the (P,) `Column`s, to name the leading columns of each direction.
+        top: how many error-carrying directions to describe; leading: columns per direction.
+
+    Returns:
+        share_in_sloppiest: {n: share of |error|² (normalised columns) in the n directions of
+        smallest eigenvalue}; directions: the `top` directions carrying most of the error, each
+        with eigenvalue (relative to the largest), share, and its leading columns
+        ("family key form", weight).
+    """
+    scale = np.sqrt(np.diag(gram)).copy()
+    scale[scale == 0] = 1.0
+    values, vectors = np.linalg.eigh(gram / np.outer(scale, scale))  # ascending
+    proj = vectors.T @ (np.asarray(error) * scale)
+    share = proj**2 / max(float(proj @ proj), 1e-300)
+    cumulative = np.cumsum(share)
+    directions = []
+    for k in np.argsort(-share)[:top]:
+        v = vectors[:, k]
+        names = [(f"{columns[i].family} {'-'.join(columns[i].key)} {columns[i].form}",
+                  round(float(v[i]), 3)) for i in np.argsort(-np.abs(v))[:leading]]
+        directions.append({"eigenvalue": float(values[k] / values[-1]),
+                           "share": float(share[k]), "columns": names})
+    return {"share_in_sloppiest": {str(n): float(cumulative[n - 1])
+                                   for n in (1, 5, 20, 50) if n <= len(values)},
+            "directions": directions}
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One physical parameter read from the coefficients.

@@ -44,6 +44,22 @@ def _readout_rows(readout: dict) -> list[list]:
     return rows
 
 
+def _identifiability_paragraph(ident: dict) -> str:
+    """Bias or variance: the noise-equivalent parameters and the sloppiest error direction."""
+    ne = ident["noise_equivalent"]
+    top = ident["directions"][0]
+    names = ", ".join(name for name, _ in top["columns"][:4])
+    return ("<p>Bias or variance? The exact force plus iid noise of the network's rms error "
+            f"({ident['residual_rms']:.3g} kJ/mol/nm) reads θ0 worst "
+            f"{ne['angle_theta0_deg']['worst']:.2f}°, r0 worst {ne['bond_r0_nm']['worst']:.4f} nm, "
+            f"k worst {max(ne['bond_k_relative']['worst'], ne['angle_k_relative']['worst']):.1%}: "
+            "what an unbiased network of the same accuracy would give. "
+            f"{ident['share_in_sloppiest'].get('5', 0):.0%} of the network's coefficient error "
+            "lies in the 5 sloppiest directions of the basis; the largest share "
+            f"({top['share']:.0%}, eigenvalue {top['eigenvalue']:.1e} of the largest) along "
+            f"{names}.</p>")
+
+
 def build_molecule_report(run_dir: str | Path, records: dict[str, dict]) -> Path:
     """RUN_DIR/report.html and RUN_DIR/metrics.json of a molecular run."""
     run_dir = Path(run_dir)
@@ -79,6 +95,9 @@ def build_molecule_report(run_dir: str | Path, records: dict[str, dict]) -> Path
         parts.append("<p>Parameters against amber14, median / worst over types.</p>" + table(
             ["fit", "bond r0 (nm)", "bond k (rel.)", "angle θ0 (°)", "angle k (rel.)",
              "torsion V (rel.)"], rows))
+        ident = r["network"].get("identifiability")
+        if ident:
+            parts.append(_identifiability_paragraph(ident))
         if "solvent_share" in r:
             parts.append(f"<p>Solvent share of the force: {r['solvent_share']:.3f}.</p>")
         parts.append("<h3>Targets</h3>" + table(["target", "met"], _flat(r["met"])))

@@ -136,6 +136,8 @@ def readout_molecule(checkpoint: str | Path, data_path: str | Path, out_dir: str
             "sectors": {f: _metrics(sectors[f], target_groups[f], x) for f in sectors
                         if f in target_groups and np.linalg.norm(target_groups[f]) > 0},
             "parameters": _parameter_summary(params)}
+    result["network"]["identifiability"] = _identifiability(
+        phi, fits, score / beta - force, bonded, basis.columns, seed)
     result["met"] = _judge(result)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -144,6 +146,24 @@ def readout_molecule(checkpoint: str | Path, data_path: str | Path, out_dir: str
                 out / "readout.png")
     write_json(out / "readout.json", {**result, "parameter_tables": tables})
     return result
+
+
+def _identifiability(phi: np.ndarray, fits: dict, residual: np.ndarray, bonded: np.ndarray,
+                     columns, seed: int) -> dict:
+    """Is the network's parameter error variance or bias? `noise_equivalent`: the parameters a
+    fit reads from the exact force-field force plus iid Gaussian noise of the network's rms
+    error (`residual`, (M, n, 3) kJ/mol/nm): what an unbiased network of the same accuracy
+    would give. `directions`: where the network's coefficient error (against the oracle fit)
+    lies among the sloppy directions of the basis (`error_directions`)."""
+    from spinscore.molecules import error_directions, fit_forces, parameters
+
+    a = phi.reshape(-1, phi.shape[-1])
+    rms = float(np.sqrt(np.mean(residual**2)))
+    noise = np.random.default_rng([seed, 1]).normal(scale=rms, size=bonded.shape)
+    equivalent = fit_forces(phi, bonded + noise)
+    return {"residual_rms": rms,
+            "noise_equivalent": _parameter_summary(parameters(equivalent, columns)),
+            **error_directions(a.T @ a, fits["network"] - fits["oracle"], columns)}
 
 
 def _judge(result: dict) -> dict:
