@@ -91,6 +91,26 @@ def test_log_likelihood_matches_heat_kernel_closed_form(integrator):
     assert res.log_p.dtype == torch.float64
 
 
+def test_zero_time_step_reaches_the_data_density_to_second_order():
+    """log p_{t_min} of the stand-in is K_{t0+t_min}: the data density smoothed, off log p_0 =
+    log K_{t0} by O(t_min). The heat-equation step must leave an O(t_min²) error: at t_min =
+    0.002 (t_min K ≈ 0.04, the quick model's regime) under a tenth of the smoothing error, and
+    shrinking ~4x (> 3x) when t_min halves from 0.004, where the uncorrected one halves."""
+    n = 5
+    model = HeatKernelScore(random_directions(n, 3), T0)
+    x = heat_kernel_sample(model.mu.expand(16, n, 3), T0, generator=torch.Generator().manual_seed(2))
+    types = torch.zeros(16, n, dtype=torch.long)
+    exact_0 = model.log_density(x, types, 0.0)
+    rms = {}
+    for t_min in (0.004, 0.002):
+        res = solve_likelihood(model, x, types, t_min=t_min, t_max=T_MAX, zero_time=True)
+        rms[t_min] = [float((v - exact_0).pow(2).mean().sqrt())
+                      for v in (res.log_p - res.correction, res.log_p)]
+    (before_4, after_4), (before_2, after_2) = rms[0.004], rms[0.002]
+    assert after_2 < 0.1 * before_2, rms
+    assert after_4 / after_2 > 3.0 and before_4 / before_2 < 2.5, rms
+
+
 def test_forward_and_reverse_products_give_the_same_exact_divergence():
     model = small_score_model()
     x, types = random_batch(3, 7, seed=2)
