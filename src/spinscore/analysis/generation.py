@@ -43,6 +43,7 @@ def compare_with_remc(model, config, types: np.ndarray, n: int, *,
                           t_max=diffusion.t_max, method=g.method, steps=g.steps,
                           predictor=g.predictor, corrector_steps=g.corrector_steps, snr=g.snr,
                           final_corrector_steps=g.final_corrector_steps,
+                          zero_time=g.zero_time,
                           corrector_max_step=g.corrector_max_step, generator=gen,
                           progress=progress).numpy().astype(np.float32)
     e_gen = system_energy(sites, spins.astype(np.float64), couplings)

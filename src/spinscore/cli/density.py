@@ -113,12 +113,14 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
               "Langevin step size (default: generation.snr).")
 @click.option("--final-corrector-steps", type=int, default=None,
               help="PC: Langevin steps at t_min at the end (default: generation.*).")
+@click.option("--zero-time/--no-zero-time", default=None,
+              help="A last step from t_min to t = 0 (default: generation.zero_time).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of noise and REMC.")
 @click.option("--reference-snapshots", type=int, default=200, show_default=True,
               help="REMC snapshots of the same sequence to compare with.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def sample(checkpoint, sequence, n_chains, out, method, steps, corrector_steps, snr,
-           final_corrector_steps, seed, reference_snapshots, quiet):
+           final_corrector_steps, zero_time, seed, reference_snapshots, quiet):
     """Generate chains of one sequence from a trained model; compare their energies with REMC."""
     from spinscore.checkpoints import load_model
     from spinscore.config import GenerationConfig
@@ -131,7 +133,7 @@ def sample(checkpoint, sequence, n_chains, out, method, steps, corrector_steps, 
                                  f"--reference-snapshots, >= 0 for --seed), got {got}")
     model, config, _ = load_model(checkpoint)
     given = {"method": method, "steps": steps, "corrector_steps": corrector_steps, "snr": snr,
-             "final_corrector_steps": final_corrector_steps}
+             "final_corrector_steps": final_corrector_steps, "zero_time": zero_time}
     settings = _validated(GenerationConfig, {**config.generation.model_dump(),
                                              **{k: v for k, v in given.items() if v is not None}})
     types = config.system.sequence_from_text(sequence)

@@ -142,7 +142,8 @@ class GenerationConfig(_Frozen):
     `corrector_steps` Langevin steps with the learned score at the new time, step size
     eps = 2 (snr |z| / |s|)^2 per chain, at most `corrector_max_step`; `final_corrector_steps`
     more at t_min). steps: on a
-    log-spaced grid from t_max to t_min (default 500 for "sde" and "pc")."""
+    log-spaced grid from t_max to t_min (default 500 for "sde" and "pc"). zero_time: one more
+    step from t_min to 0 at the end."""
 
     method: Literal["ode", "sde", "pc"] = "ode"
     steps: int | None = Field(default=None, gt=0)
@@ -151,6 +152,9 @@ class GenerationConfig(_Frozen):
     snr: float = Field(default=0.16, gt=0)
     final_corrector_steps: int = Field(default=0, ge=0)
     corrector_max_step: float = Field(default=0.01, gt=0)
+    # a last step from t_min to t = 0 with the score at t_min (diffusion.generate): the chains
+    # follow the data density, not its heat-kernel smoothing at t_min
+    zero_time: bool = True
 
 
 class ReproduceConfig(_Frozen):

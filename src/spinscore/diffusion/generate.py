@@ -13,6 +13,14 @@ time back to t_min:
   direction). An optional final denoising step x ← exp_x(t_min s(x, t_min)) removes the
   remaining noise of variance t_min (Tweedie's mean shift to first order).
 
+Reaching t = 0 (`zero_time=True`). Every method stops at t_min, where the samples follow
+p_{t_min}, the data density smoothed by the heat kernel: a mode of stiffness K has variance
+(1 + t_min K)/K, hotter than the data. One more step from t_min to 0 with the score at t_min
+leaves an O(t_min²) error: Euler–Maruyama x ← exp_x(t_min s + √t_min P_x ξ) for the stochastic
+samplers (a Gaussian mode: variance (1/K)(1 + t²K²/(1 + tK))), the probability-flow Euler step
+x ← exp_x(½ t_min s) for the ODE. (The mean shift `denoise` is not a sample: its variance is
+1/(K (1 + t_min K)), as much too cold as p_{t_min} is too hot.)
+
 `energy_comparison` compares the energies of generated chains with REMC snapshots: means,
 spreads, 1-D Wasserstein distance and Kolmogorov–Smirnov statistic (`analysis.generation`
 draws both for one sequence).
@@ -122,6 +130,7 @@ def sample_chains(
     method: Literal["ode", "sde", "pc"] = "ode",
     steps: int | None = None,
     denoise: bool = False,
+    zero_time: bool = False,
     predictor: Literal["sde", "ode"] = "sde",
     corrector_steps: int = 1,
     snr: float = 0.16,
@@ -142,8 +151,10 @@ def sample_chains(
     (default 500) `predictor` steps ("sde" or "ode") each followed by `corrector_steps`
     Langevin steps (`langevin_corrector`, signal-to-noise ratio `snr`, steps of at most
     `corrector_max_step`), and `final_corrector_steps` Langevin steps at t_min at the end.
-    `denoise`: a final mean-shift step at t_min. Chains are drawn in batches of `batch_size`
-    (default from PAIR_BUDGET); all randomness comes from `generator`. Returns (n, N, 3)
+    `denoise`: a final mean-shift step at t_min; `zero_time`: a final step from t_min to 0
+    (module docstring; stochastic for "sde" and "pc", deterministic for "ode"). Chains are
+    drawn in batches of `batch_size` (default from PAIR_BUDGET); all randomness comes from
+    `generator`. Returns (n, N, 3)
     float64 unit spins.
     """
     if method not in ("ode", "sde", "pc"):
@@ -179,6 +190,11 @@ def sample_chains(
                 if pc and final_corrector_steps:
                     x = langevin_corrector(model, x, batch_types, t_min, final_corrector_steps,
                                            snr, generator, corrector_max_step)
+            if zero_time and method == "ode":
+                x = exp_map(x, 0.5 * t_min * _score(model, x, batch_types, t_min))
+            elif zero_time:
+                x = _euler_maruyama_step(model, x, batch_types, t_min, 0.0,
+                                         (batch_types >= 0)[..., None].to(x.dtype), generator)
             if denoise:
                 x = exp_map(x, t_min * _score(model, x, batch_types, t_min))
             out.append(x)
