@@ -25,7 +25,7 @@ def oracle_run(tmp_path, small_dataset):
     (out / "extraction.json").write_text(json.dumps(result))
     (tmp_path / "run" / "partition").mkdir()
     (tmp_path / "run" / "partition" / "partition.json").write_text(json.dumps(
-        {"relative_gap": 0.015, "alpha": 0.98}))
+        {"relative_gap": 0.008, "alpha": 0.98, "alpha_err": 0.01}))
     return tmp_path / "run", result
 
 
@@ -38,7 +38,7 @@ def test_targets_and_page_from_known_numbers(oracle_run):
     assert t["worst ratio error (t -> 0)"]["value"] < 1e-6
     assert all(t[k]["met"] for k in ("cosine (t -> 0)", "R^2 (t -> 0)",
                                      "worst ratio error (t -> 0)", "scale / beta (t -> 0)",
-                                     "partition relative gap"))
+                                     "partition relative gap", "partition alpha error"))
     # the oracle's W at t = 1e-3 is attenuated by 1/(1 + 30 t): every class ratio exact, so
     # it beats the revised release on the five error metrics and Pearson, but a*/beta is 0.97
     direct = m["extraction"]["direct_w"]

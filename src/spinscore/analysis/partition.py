@@ -12,6 +12,13 @@ ladder), their log-likelihood log p_θ(x) under the model (probability-flow ODE,
   density exp(−αβE)/Z(αβ), and breaks up in the high-energy tail it never saw;
 * −ln Z(αβ) from thermodynamic integration (`analysis.thermo`), an independent oracle;
 * gap = plateau − (−ln Z_TI), relative_gap = |gap| / |ln Z_TI|.
+
+The plateau is a mean, and a mean of log p is biased: with log p_θ = log p_α + ε, ε the model's
+error per configuration, normalisation forces E_{p_α}[e^ε] = 1, so E[ε] = −KL(p_α ‖ p_θ)
+≈ −Var ε / 2 < 0. The plateau sits below −ln Z(αβ) by the KL divergence however accurate the
+normalisation. The model's own ln Z, free of α and of that bias, is the reverse importance
+identity on the samples at the data temperature (`reverse_importance_log_z`):
+E_{p_β}[p_θ(x) e^{βE(x)}] = 1 / Z(β), against TI at β ("model_log_z").
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from tqdm.auto import tqdm
 from spinscore.config import PartitionSettings, SimulationConfig, SystemConfig
 from spinscore.errors import AnalysisError
 
-__all__ = ["calibrate", "ladder_snapshots", "partition_analysis"]
+__all__ = ["calibrate", "ladder_snapshots", "partition_analysis", "reverse_importance_log_z"]
 
 LIKELIHOOD_BATCH = 32  # configurations per probability-flow solve (shared steps and nodes)
 
@@ -91,6 +98,30 @@ def calibrate(log_p: np.ndarray, beta_energy: np.ndarray, low: np.ndarray) -> di
     }
 
 
+def reverse_importance_log_z(log_p: np.ndarray, beta_energy: np.ndarray, bootstrap: int = 1000,
+                             seed: int = 0) -> dict:
+    """ln Z(β) from a normalised model density on samples of the Boltzmann density at β.
+
+    E_{p_β}[p_θ e^{βE}] = ∫ p_θ dx / Z(β) = 1 / Z(β) holds for any normalised p_θ, so
+    ln Z = −ln mean(e^{log p_θ + βE}). log_p: (n,) nats; beta_energy: (n,) βE of the same
+    configurations, drawn from p_β. Returns log_z, log_z_err (bootstrap standard error over
+    the samples, `bootstrap` resamples, fixed `seed`), ess (the effective sample size of the
+    weights e^{log p + βE}) and n.
+    """
+    from scipy.special import logsumexp
+
+    y = np.asarray(log_p, float) + np.asarray(beta_energy, float)
+    n = len(y)
+    if n < 2:
+        raise AnalysisError("partition: the reverse importance estimate needs at least 2 "
+                            "configurations at the data temperature")
+    rng = np.random.default_rng(seed)
+    boot = [logsumexp(y[rng.integers(0, n, n)]) - math.log(n) for _ in range(bootstrap)]
+    w = np.exp(y - y.max())
+    return {"log_z": float(math.log(n) - logsumexp(y)), "log_z_err": float(np.std(boot)),
+            "ess": float(w.sum() ** 2 / (w**2).sum()), "n": n}
+
+
 def partition_analysis(model, config, types: np.ndarray, settings: PartitionSettings, *,
                        threads: int = 2, progress: bool = False) -> dict:
     """The partition-function analysis of one sequence (module docstring).
@@ -101,28 +132,53 @@ def partition_analysis(model, config, types: np.ndarray, settings: PartitionSett
     (`thermodynamic_integration`). Returns a dict: alpha, alpha_err, beta, beta_eff, plateau,
     plateau_std, plateau_sem, log_z_ti, log_z_ti_err, gap, relative_gap, the fit's r2 and
     intercept, settings, timings (seconds) and `points` (per configuration: temperature,
-    energy, log_p, invariant). Arrays are lists (JSON-ready). Raises AnalysisError when the
+    energy, log_p, invariant, and the zero-time correction in log_p). With
+    `settings.zero_time`, log p is log p_0 and `at_t_min` holds alpha, plateau and gap of the
+    same analysis on log p_{t_min}. `model_log_z`: the model's ln Z(β) by
+    `reverse_importance_log_z` on the configurations at the data temperature, against TI at
+    β (log_z, log_z_err, ess, n, log_z_ti, log_z_ti_err, gap, relative_gap). Arrays are lists
+    (JSON-ready). Raises AnalysisError when the
     learned density does not decrease with the energy.
     """
     from spinscore.analysis.thermo import thermodynamic_integration
 
     system, ps = config.system, settings
     types = np.asarray(types, dtype=np.int64)
-    temps, energies, log_p, timings, solver = _ladder_log_p(model, config, types, ps, threads,
-                                                            progress)
+    temps, energies, log_p, correction, timings, solver = _ladder_log_p(
+        model, config, types, ps, threads, progress)
     beta = system.beta
     low = temps <= np.sort(np.unique(temps))[min(ps.fit_temperatures, len(np.unique(temps))) - 1]
-    fit = calibrate(log_p, beta * energies, low)
-    beta_eff = fit["alpha"] * beta
+
+    def fit_and_ti(log_p_: np.ndarray) -> tuple[dict, dict]:
+        fit_ = calibrate(log_p_, beta * energies, low)
+        if fit_["alpha"] <= 0:
+            raise AnalysisError(f"partition: fitted alpha = {fit_['alpha']:.3g} is not positive; "
+                                "the learned density does not decrease with the energy")
+        return fit_, thermodynamic_integration(
+            system, types, fit_["alpha"] * beta, n_points=ps.ti_points, sim=config.simulation,
+            seed=ps.seed, runs=ps.ti_runs, sweeps=ps.ti_sweeps, threads=threads,
+            progress=progress)
+
     tick = time.perf_counter()
-    if beta_eff <= 0:
-        raise AnalysisError(f"partition: fitted alpha = {fit['alpha']:.3g} is not positive; the "
-                            "learned density does not decrease with the energy")
-    ti = thermodynamic_integration(system, types, beta_eff, n_points=ps.ti_points,
-                                   sim=config.simulation, seed=ps.seed, runs=ps.ti_runs,
-                                   sweeps=ps.ti_sweeps, threads=threads, progress=progress)
-    timings["ti_s"] = time.perf_counter() - tick
+    fit, ti = fit_and_ti(log_p)
+    beta_eff = fit["alpha"] * beta
     gap = fit["plateau"] + ti["log_z"]
+    at_t_min = None
+    if correction is not None:  # the same analysis on log p_{t_min}, for comparison
+        fit_t, ti_t = fit_and_ti(log_p - correction)
+        at_t_min = {"alpha": fit_t["alpha"], "alpha_err": fit_t["alpha_err"],
+                    "plateau": fit_t["plateau"], "plateau_std": fit_t["plateau_std"],
+                    "log_z_ti": ti_t["log_z"], "gap": fit_t["plateau"] + ti_t["log_z"],
+                    "relative_gap": abs(fit_t["plateau"] + ti_t["log_z"]) / abs(ti_t["log_z"])}
+    data_t = temps == temps.min()  # the coldest rung: the data temperature
+    model_z = reverse_importance_log_z(log_p[data_t], beta * energies[data_t], seed=ps.seed)
+    ti_beta = thermodynamic_integration(
+        system, types, beta, n_points=ps.ti_points, sim=config.simulation, seed=ps.seed,
+        runs=ps.ti_runs, sweeps=ps.ti_sweeps, threads=threads, progress=progress)
+    model_gap = model_z["log_z"] - ti_beta["log_z"]
+    model_z.update({"log_z_ti": ti_beta["log_z"], "log_z_ti_err": ti_beta["log_z_err"],
+                    "gap": model_gap, "relative_gap": abs(model_gap) / abs(ti_beta["log_z"])})
+    timings["ti_s"] = time.perf_counter() - tick
     return {
         "length": len(types), "temperature": system.temperature, "beta": beta,
         "alpha": fit["alpha"], "alpha_err": fit["alpha_err"], "beta_eff": beta_eff,
@@ -135,12 +191,14 @@ def partition_analysis(model, config, types: np.ndarray, settings: PartitionSett
         else None, "rtol": ps.tolerance, "atol": ps.tolerance,
         "per_temperature": ps.per_temperature, "seed": ps.seed,
         "fit_temperatures": ps.fit_temperatures, "fit_snapshots": ps.fit_snapshots,
-        "n_fit": int(low.sum()), **solver,
+        "n_fit": int(low.sum()), **solver, "zero_time": ps.zero_time, "at_t_min": at_t_min,
+        "model_log_z": model_z,
         "n_configurations": len(energies),
         "timings": {**timings, "total_s": sum(timings.values())},
         "points": {"temperature": temps.tolist(), "energy": energies.tolist(),
                    "log_p": log_p.tolist(), "invariant": fit["invariant"].tolist(),
-                   "low": low.tolist()},
+                   "low": low.tolist(),
+                   "correction": None if correction is None else correction.tolist()},
     }
 
 
@@ -148,7 +206,8 @@ def _ladder_log_p(model, config, types: np.ndarray, ps: PartitionSettings, threa
                   progress: bool):
     """REMC snapshots at every ladder temperature and their log p under the model.
 
-    Returns (temperatures (M,), energies (M,), log p (M,), timings, solver statistics)."""
+    Returns (temperatures (M,), energies (M,), log p (M,), the zero-time correction in it
+    (M,) or None, timings, solver statistics)."""
     from spinscore.diffusion.likelihood import solve_likelihood
     from spinscore.physics.hamiltonian import system_couplings, system_energy
     from spinscore.systems import system_from_config
@@ -165,16 +224,19 @@ def _ladder_log_p(model, config, types: np.ndarray, ps: PartitionSettings, threa
     x = torch.as_tensor(spins)
     t = torch.as_tensor(types).expand(len(spins), len(types))
     log_p, nfe, n_div = np.empty(len(spins)), [], []
+    correction = np.empty(len(spins)) if ps.zero_time else None
     for start in tqdm(range(0, len(spins), LIKELIHOOD_BATCH), desc=f"log p ({ps.divergence})",
                       disable=not progress, leave=False):
         sl = slice(start, start + LIKELIHOOD_BATCH)
         res = solve_likelihood(model, x[sl], t[sl], t_min=diffusion.t_min, t_max=diffusion.t_max,
                                divergence=ps.divergence, rtol=ps.tolerance, atol=ps.tolerance,
-                               n_probes=ps.probes, generator=gen)
+                               n_probes=ps.probes, generator=gen, zero_time=ps.zero_time)
         log_p[sl] = res.log_p.numpy()
+        if correction is not None:
+            correction[sl] = res.correction.numpy()
         nfe.append(res.nfe)
         n_div.append(res.n_divergence)
     timings["likelihood_s"] = time.perf_counter() - tick
     solver = {"nfe_mean": float(np.mean(nfe)),
               "divergence_evaluations_mean": float(np.mean(n_div))}
-    return temps, energies, log_p, timings, solver
+    return temps, energies, log_p, correction, timings, solver

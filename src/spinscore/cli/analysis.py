@@ -135,18 +135,29 @@ def ood(checkpoint, data_path, ood_sets, out, t_eval, trust_configurations, earl
               show_default=True,
               help="More snapshots at the data temperature for the fit of alpha (its error "
                    "falls as 1/sqrt of the fitted configurations).")
+@click.option("--zero-time/--no-zero-time", default=_PARTITION.zero_time, show_default=True,
+              help="log p_0 by the heat-equation step from t_min (else log p at t_min).")
 @click.option("--seed", type=int, default=_PARTITION.seed, show_default=True,
               help="Seed of REMC, TI, probes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def partition(checkpoint, data_path, sequence_index, out, per_temperature, divergence,
-              fit_snapshots, seed, quiet):
+              fit_snapshots, zero_time, seed, quiet):
     """Calibrate the learned density against the energy and compare -ln Z with TI (Fig. 3)."""
     settings = _validated(PartitionSettings, {"per_temperature": per_temperature,
                                               "divergence": divergence,
-                                              "fit_snapshots": fit_snapshots, "seed": seed})
+                                              "fit_snapshots": fit_snapshots,
+                                              "zero_time": zero_time, "seed": seed})
     r = stages.partition(checkpoint, data_path, sequence_index, out, settings,
                          progress=not quiet)
     click.echo(f"alpha {r['alpha']:.4f} +- {r['alpha_err']:.4f}, plateau {r['plateau']:.3f} "
                f"(std {r['plateau_std']:.3f}), -ln Z_TI {-r['log_z_ti']:.3f} +- "
                f"{r['log_z_ti_err']:.3f}, gap {r['gap']:.3f} ({100 * r['relative_gap']:.2f} %)")
+    z = r["model_log_z"]
+    click.echo(f"model ln Z(beta) by reverse importance {z['log_z']:.3f} +- {z['log_z_err']:.3f} "
+               f"(ESS {z['ess']:.1f} of {z['n']}), TI {z['log_z_ti']:.3f} +- "
+               f"{z['log_z_ti_err']:.3f}, gap {z['gap']:+.3f} ({100 * z['relative_gap']:.2f} %)")
+    if r["at_t_min"]:
+        a = r["at_t_min"]
+        click.echo(f"at t_min (no zero-time step): alpha {a['alpha']:.4f} +- "
+                   f"{a['alpha_err']:.4f}, gap {a['gap']:.3f} ({100 * a['relative_gap']:.2f} %)")
     click.echo(f"wrote {Path(out) / 'partition.json'} and {Path(out) / 'partition.png'}")

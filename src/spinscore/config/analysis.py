@@ -24,6 +24,9 @@ class PartitionSettings(_Frozen):
     fit_temperatures: int = Field(default=1, gt=0)  # coldest ladder temperatures in the fit
     # more snapshots at the data temperature, for alpha's error (it falls as 1/sqrt(n_fit))
     fit_snapshots: int = Field(default=0, ge=0)
+    # log p_0 by the first-order heat-equation step from t_min (diffusion.likelihood): the
+    # density the ODE reaches at t_min is the data's smoothed, which reads as alpha < 1
+    zero_time: bool = True
     ti_points: int = Field(default=100, ge=3)  # beta grid of the TI (Simpson)
     ti_runs: int = Field(default=8, ge=2)  # independent REMC runs: the TI error bar
     ti_sweeps: int = Field(default=4000, gt=0)  # measurement sweeps per run

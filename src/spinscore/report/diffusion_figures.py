@@ -31,7 +31,8 @@ def energy_histogram_figure(generated: np.ndarray, reference: np.ndarray, title:
 
 def partition_figure(energy: np.ndarray, log_p: np.ndarray, temperature: np.ndarray, beta: float,
                      fit: dict, log_z_ti: float, log_z_ti_err: float, title: str = "",
-                     zoom_temperatures: int = 4) -> Figure:
+                     zoom_temperatures: int = 4, log_p_t_min: np.ndarray | None = None,
+                     alpha_t_min: float | None = None) -> Figure:
     """(a) log p against βE with the calibration line log p = c − αβE fitted on the low-energy
     configurations; (b) the invariant log p + αβE against E with −ln Z(αβ) from thermodynamic
     integration (band: its standard error) and the plateau (mean over the low-energy
@@ -40,6 +41,8 @@ def partition_figure(energy: np.ndarray, log_p: np.ndarray, temperature: np.ndar
 
     energy, log_p, temperature: (n,) per configuration (J, nats, J); fit: dict with alpha,
     alpha_err, intercept, plateau, plateau_std and `low` (n,) bool mask of the fitted points.
+    log_p_t_min, alpha_t_min: where log p is log p_0 by the zero-time step, the log p the ODE
+    reached at t_min and its alpha, drawn grey in (a).
     """
     energy, log_p, temperature = (np.asarray(a, float) for a in (energy, log_p, temperature))
     low = np.asarray(fit["low"], bool)
@@ -49,6 +52,9 @@ def partition_figure(energy: np.ndarray, log_p: np.ndarray, temperature: np.ndar
     colours = {"c": temperature, "cmap": "coolwarm", "norm": norm, "s": 14}
     fig, axes = plt.subplots(1, 3, figsize=(17, 5), layout="constrained")
     ax = axes[0]
+    if log_p_t_min is not None:
+        ax.scatter(beta * energy, log_p_t_min, c="0.7", s=8,
+                   label=f"log p at t_min, before the zero-time step: α = {alpha_t_min:.3f}")
     sc = ax.scatter(beta * energy, log_p, **colours)
     x = np.linspace((beta * energy[low]).min(), (beta * energy[low]).max(), 2)
     ax.plot(x, fit["intercept"] - alpha * x, "k-", lw=2,
@@ -83,9 +89,13 @@ def partition_figure_of(result: dict, title: str = ""):
     p = result["points"]
     fit = {k: result[k] for k in ("alpha", "alpha_err", "intercept", "plateau", "plateau_std")}
     fit["low"] = np.asarray(p["low"])
+    before = None
+    if p.get("correction") is not None and result.get("at_t_min"):
+        before = np.asarray(p["log_p"]) - np.asarray(p["correction"])
     return partition_figure(np.asarray(p["energy"]), np.asarray(p["log_p"]),
                             np.asarray(p["temperature"]), result["beta"], fit, result["log_z_ti"],
-                            result["log_z_ti_err"], title=title)
+                            result["log_z_ti_err"], title=title, log_p_t_min=before,
+                            alpha_t_min=(result.get("at_t_min") or {}).get("alpha"))
 
 
 def trust_figure(pool: dict[str, dict[str, np.ndarray]], summary: dict):
