@@ -281,6 +281,29 @@ def test_reverse_importance_recovers_ln_z_where_the_mean_plateau_is_biased():
     assert biased - log_z(kappa) > 4 * r["log_z_err"]
 
 
+def test_log_mean_exp_plateau_reaches_ln_z_of_a_noisy_calibrated_model():
+    """10 spins in a field at κ = 8, drawn exactly; the model is exp(−αβE)/Z(αβ), α = 0.9, with
+    an error δ ~ N(−σ²/2, σ²) per configuration (σ = 1.5 nats: normalised, E[e^δ] = 1). The fit
+    and the log-mean-exp plateau (the partition stage's plateau_lme) must give −ln Z(α̂κ) within
+    4 bootstrap errors; the mean plateau misses it by ≈ σ²/2, more than 4 of those errors."""
+    from spinscore.analysis.partition import calibrate, reverse_importance_log_z
+
+    n_spins, kappa, alpha, sigma, n = 10, 8.0, 0.9, 1.5, 20000
+    rng = np.random.default_rng(7)
+    u = rng.uniform(size=(n, n_spins))
+    cos = 1.0 + np.log(u + (1.0 - u) * np.exp(-2.0 * kappa)) / kappa
+    beta_energy = -kappa * cos.sum(1)
+    log_z = lambda k: n_spins * np.log(4 * np.pi * np.sinh(k) / k)  # noqa: E731
+    delta = rng.normal(-sigma**2 / 2, sigma, n)
+    log_p = alpha * kappa * cos.sum(1) - log_z(alpha * kappa) + delta
+    fit = calibrate(log_p, beta_energy, np.ones(n, bool))
+    assert abs(fit["alpha"] - alpha) < 4 * fit["alpha_err"]
+    lme = reverse_importance_log_z(log_p, fit["alpha"] * beta_energy, seed=2)
+    target = -log_z(fit["alpha"] * kappa)
+    assert abs(-lme["log_z"] - target) < 4 * lme["log_z_err"], (lme, target)
+    assert target - fit["plateau"] > 4 * lme["log_z_err"]
+
+
 def test_partition_end_to_end_with_a_boltzmann_stand_in(tmp_path, small_dataset, monkeypatch):
     """The partition stage with the checkpoint's network replaced by β F (BoltzmannScore): REMC per
     ladder temperature, exact log p, the fit, TI (small settings), JSON and PNG."""
@@ -320,4 +343,7 @@ def test_partition_end_to_end_with_a_boltzmann_stand_in(tmp_path, small_dataset,
     assert saved["at_t_min"]["alpha"] > 0 and "relative_gap" in saved["at_t_min"]
     z = saved["model_log_z"]  # reverse importance on the 4 + 3 snapshots at the data temperature
     assert z["n"] == 7 and np.isfinite(z["log_z"]) and np.isfinite(z["log_z_ti"])
+    # the log-mean-exp plateau lies above the mean (Jensen); its gap to the same TI
+    assert saved["plateau_lme"] >= saved["plateau"] and saved["plateau_lme_err"] >= 0
+    assert saved["gap_lme"] == pytest.approx(saved["plateau_lme"] + saved["log_z_ti"])
     assert (out / "partition.png").stat().st_size > 0

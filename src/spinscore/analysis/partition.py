@@ -16,7 +16,10 @@ ladder), their log-likelihood log p_θ(x) under the model (probability-flow ODE,
 The plateau is a mean, and a mean of log p is biased: with log p_θ = log p_α + ε, ε the model's
 error per configuration, normalisation forces E_{p_α}[e^ε] = 1, so E[ε] = −KL(p_α ‖ p_θ)
 ≈ −Var ε / 2 < 0. The plateau sits below −ln Z(αβ) by the KL divergence however accurate the
-normalisation. The model's own ln Z, free of α and of that bias, is the reverse importance
+normalisation. The same identity gives an unbiased plateau, the log-mean-exp of the invariant,
+−ln mean(e^{log p + αβE}) → −ln Z(αβ) ("plateau_lme"; exact at α = 1, and up to the
+difference between the samples' β and αβ otherwise). The model's own ln Z, free of α and of
+that bias, is the reverse importance
 identity on the samples at the data temperature (`reverse_importance_log_z`):
 E_{p_β}[p_θ(x) e^{βE(x)}] = 1 / Z(β), against TI at β ("model_log_z").
 """
@@ -130,7 +133,8 @@ def partition_analysis(model, config, types: np.ndarray, settings: PartitionSett
     temperature of config.simulation, their log p (`solve_likelihood`: divergence, tolerance,
     probes), the fit on the coldest `fit_temperatures`, TI at beta_eff = alpha beta
     (`thermodynamic_integration`). Returns a dict: alpha, alpha_err, beta, beta_eff, plateau,
-    plateau_std, plateau_sem, log_z_ti, log_z_ti_err, gap, relative_gap, the fit's r2 and
+    plateau_std, plateau_sem, log_z_ti, log_z_ti_err, gap, relative_gap (and plateau_lme,
+    plateau_lme_err, gap_lme, relative_gap_lme: the log-mean-exp plateau), the fit's r2 and
     intercept, settings, timings (seconds) and `points` (per configuration: temperature,
     energy, log_p, invariant, and the zero-time correction in log_p). With
     `settings.zero_time`, log p is log p_0 and `at_t_min` holds alpha, plateau and gap of the
@@ -163,6 +167,8 @@ def partition_analysis(model, config, types: np.ndarray, settings: PartitionSett
     fit, ti = fit_and_ti(log_p)
     beta_eff = fit["alpha"] * beta
     gap = fit["plateau"] + ti["log_z"]
+    lme = reverse_importance_log_z(log_p[low], beta_eff * energies[low], seed=ps.seed)
+    gap_lme = ti["log_z"] - lme["log_z"]  # plateau_lme = -lme["log_z"]
     at_t_min = None
     if correction is not None:  # the same analysis on log p_{t_min}, for comparison
         fit_t, ti_t = fit_and_ti(log_p - correction)
@@ -187,6 +193,8 @@ def partition_analysis(model, config, types: np.ndarray, settings: PartitionSett
         "plateau_sem": fit["plateau_sem"],
         "log_z_ti": ti["log_z"], "log_z_ti_err": ti["log_z_err"],
         "gap": gap, "relative_gap": abs(gap) / abs(ti["log_z"]),
+        "plateau_lme": -lme["log_z"], "plateau_lme_err": lme["log_z_err"], "gap_lme": gap_lme,
+        "relative_gap_lme": abs(gap_lme) / abs(ti["log_z"]),
         "divergence": ps.divergence, "n_probes": ps.probes if ps.divergence == "hutchinson"
         else None, "rtol": ps.tolerance, "atol": ps.tolerance,
         "per_temperature": ps.per_temperature, "seed": ps.seed,

@@ -36,7 +36,8 @@ def partition_figure(energy: np.ndarray, log_p: np.ndarray, temperature: np.ndar
     """(a) log p against βE with the calibration line log p = c − αβE fitted on the low-energy
     configurations; (b) the invariant log p + αβE against E with −ln Z(αβ) from thermodynamic
     integration (band: its standard error) and the plateau (mean over the low-energy
-    configurations); (c) the same, zoomed on the `zoom_temperatures` coldest temperatures.
+    configurations, and with `fit["plateau_lme"]` their log-mean-exp); (c) the same, zoomed
+    on the `zoom_temperatures` coldest temperatures.
     Points coloured by the REMC temperature that produced them.
 
     energy, log_p, temperature: (n,) per configuration (J, nats, J); fit: dict with alpha,
@@ -74,6 +75,9 @@ def partition_figure(energy: np.ndarray, log_p: np.ndarray, temperature: np.ndar
         ax.axhspan(-log_z_ti - log_z_ti_err, -log_z_ti + log_z_ti_err, color="k", alpha=0.15)
         ax.axhline(plateau, color="tab:green", ls="--", lw=1.5,
                    label=f"plateau = {plateau:.2f} (std {fit['plateau_std']:.2f})")
+        if fit.get("plateau_lme") is not None:
+            ax.axhline(fit["plateau_lme"], color="tab:purple", ls=":", lw=1.5,
+                       label=f"log-mean-exp plateau = {fit['plateau_lme']:.2f}")
         ax.set(xlabel="energy E (units of J)",
                ylabel=r"$\log p_\theta(x) + \alpha\beta E$ (nats)", title=name)
         ax.legend(fontsize=8)
@@ -88,6 +92,7 @@ def partition_figure_of(result: dict, title: str = ""):
     (or of a partition.json read back)."""
     p = result["points"]
     fit = {k: result[k] for k in ("alpha", "alpha_err", "intercept", "plateau", "plateau_std")}
+    fit["plateau_lme"] = result.get("plateau_lme")
     fit["low"] = np.asarray(p["low"])
     before = None
     if p.get("correction") is not None and result.get("at_t_min"):
