@@ -53,6 +53,17 @@ def run(args: list[str]) -> tuple[int, str]:
     return res.exit_code, res.output
 
 
+def simulate_cli(folder: Path, system: dict, simulation: dict) -> Path:
+    """`spinscore simulate` (one thread, quiet) of `system` with `simulation` into
+    folder/data.h5; the path."""
+    cfg, out = folder / "config.yaml", folder / "data.h5"
+    cfg.write_text(yaml.safe_dump({"system": system, "simulation": simulation}))
+    code, output = run(["simulate", "--config", str(cfg), "--out", str(out), "--quiet",
+                        "--threads", "1"])
+    assert code == 0, output
+    return out
+
+
 def assert_clean_error(code: int, output: str, *expected: str) -> None:
     """Bad input: exit code 2, one `error:` line, no traceback, each `expected` text in it."""
     assert code == 2, output

@@ -10,9 +10,8 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from conftest import SYSTEM3, run
+from conftest import SYSTEM3, run, simulate_cli
 from spinscore.analysis import baselines
 from spinscore.analysis.extract import interaction_profile, network_readout
 from spinscore.analysis.generation import compare_with_remc
@@ -49,14 +48,7 @@ SIMULATION = {"sequences": 64, "snapshots": 25, "replicas": 1, "burn_in": 200, "
 @pytest.fixture(scope="module")
 def lattice_data(tmp_path_factory):
     """`spinscore simulate` of the square J1-J2 lattice: 64 samples x 25 snapshots."""
-    tmp = tmp_path_factory.mktemp("lattice")
-    cfg = tmp / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"system": LATTICE, "simulation": SIMULATION}))
-    out = tmp / "data.h5"
-    code, output = run(["simulate", "--config", str(cfg), "--out", str(out), "--quiet",
-                        "--threads", "1"])
-    assert code == 0, output
-    return out
+    return simulate_cli(tmp_path_factory.mktemp("lattice"), LATTICE, SIMULATION)
 
 
 def extract_cli(data, tmp_path, method: str, bootstrap: int = 0) -> dict:

@@ -101,6 +101,7 @@ def summarise(eqs: NormalEquations, ds: Dataset, method: str, n_boot: int = 200,
         result["bootstrap_ci95"] = {
             k: np.percentile(np.asarray(v), [2.5, 97.5], axis=0).tolist() for k, v in boots.items()
         }
+        result["bootstrap_se"] = {"estimate": np.std(boots["estimate"], axis=0).tolist()}
         result["bootstrap_samples"] = n_boot
     result.update(extra)
     return result
@@ -260,10 +261,32 @@ def _profile_summary(values: list[list[np.ndarray]], true_range: int) -> dict:
             out["mean_abs_w"].append(float(v.mean()))
             out["q25"].append(float(np.percentile(v, 25)))
             out["q75"].append(float(np.percentile(v, 75)))
-    d, mean = np.asarray(out["distance"]), np.asarray(out["mean_abs_w"])
+    out["decades_beyond_range"] = _decades(out["distance"], out["mean_abs_w"], true_range)
+    return out
+
+
+def _decades(distance, mean_abs, true_range: int) -> float | None:
+    """log10 of the weakest mean |coupling| within the true range over the strongest beyond."""
+    d, mean = np.asarray(distance), np.asarray(mean_abs)
     inside, beyond = mean[d <= true_range], mean[d > true_range]
-    out["decades_beyond_range"] = (float(np.log10(inside.min() / beyond.max()))
-                                   if inside.size and beyond.size and beyond.max() > 0 else None)
+    return (float(np.log10(inside.min() / beyond.max()))
+            if inside.size and beyond.size and beyond.max() > 0 else None)
+
+
+def coupling_profile(estimate: np.ndarray, se: np.ndarray | None, n_pairs: int,
+                     true_range: int) -> dict:
+    """An estimator's couplings on a basis extended beyond the true range, by shell: the mean
+    |estimate| over the `n_pairs` type pairs of each shell, the largest |estimate| / standard
+    error there (a coupling beyond the range that the data tell apart from zero has a large
+    one), and decades_beyond_range as for the network's profile. estimate, se: (shells *
+    n_pairs,) in `SystemConfig.parameter_names` order (se None: no z)."""
+    est = np.abs(np.asarray(estimate, float)).reshape(-1, n_pairs)
+    shells = list(range(1, len(est) + 1))
+    out = {"distance": shells, "mean_abs": est.mean(1).tolist(), "true_range": true_range}
+    if se is not None:
+        out["max_z"] = (est / np.asarray(se, float).reshape(-1, n_pairs)).max(1).tolist()
+        out["mean_se"] = np.asarray(se, float).reshape(-1, n_pairs).mean(1).tolist()
+    out["decades_beyond_range"] = _decades(shells, out["mean_abs"], true_range)
     return out
 
 

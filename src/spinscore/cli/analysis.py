@@ -35,12 +35,16 @@ _TRUST = TrustSettings()  # the defaults of the trust-pool options
 @click.option("--t-extrapolate", default="auto", show_default=True, metavar="T1,T2,...|auto|none",
               help="Readout times extrapolated to t = 0 (network only); auto: the model's "
                    "smallest training time and three doublings.")
+@click.option("--shells", type=click.IntRange(min=1), default=None,
+              help="Oracle and classical estimators: a basis of couplings up to this shell, "
+                   "zero beyond the true range; prints how far below the couplings the data "
+                   "pin those beyond it (the data's own interaction profile).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, t_extrapolate,
-            quiet):
+            shells, quiet):
     """Recover the couplings from the network's force field (or a classical estimator)."""
     from spinscore.analysis.extract import ratio_table
-    from spinscore.report.tables import readout_summary
+    from spinscore.report.tables import readout_summary, shell_profile_table
 
     if t_eval is not None and t_eval <= 0:
         raise SpinscoreError(f"--t-eval: expected a positive time, got {t_eval}")
@@ -48,7 +52,8 @@ def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, t
         raise SpinscoreError("--per-config needs --method network")
     result = stages.extract(data_path, out, method, checkpoint, t_eval, bootstrap,
                             per_config=per_config, progress=not quiet,
-                            t_extrapolate=_times(t_extrapolate, "--t-extrapolate"))
+                            t_extrapolate=_times(t_extrapolate, "--t-extrapolate"),
+                            shells=shells)
     for warning in result.get("warnings", []):
         click.echo(warning, err=True)
     click.echo(f"{method} extraction, {result['n_snapshots']} snapshots of "
@@ -56,6 +61,8 @@ def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, t
     click.echo(ratio_table(result))
     if method == "network":
         click.echo(readout_summary(result))
+    if "shell_profile" in result:
+        click.echo(shell_profile_table(result["shell_profile"]))
     click.echo(f"wrote {Path(out) / 'extraction.json'}")
 
 

@@ -7,7 +7,14 @@ import itertools
 import re
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from spinscore.config.geometry import GraphConfig, LatticeConfig, read_graph_file
 
@@ -241,6 +248,22 @@ class SystemConfig(_Frozen):
                 a, b = (self.types.index(x) for x in self._split_pair(key, single))
                 table[r - 1, a, b] = table[r - 1, b, a] = value
         return table
+
+    def with_shells(self, shells: int) -> SystemConfig:
+        """The same system with zero couplings listed up to shell `shells` (validated as a new
+        config: a shell the lattice lacks is an error): a basis that reaches beyond the true
+        range, for estimators that should find zero there."""
+        if self.graph is not None:
+            raise ValueError("shells: a graph file lists its own shells; it has none beyond them")
+        if shells < self.max_range:
+            raise ValueError(f"shells: {shells} is below the couplings' range {self.max_range}")
+        zero = {self.pair_key(a, b): 0.0 for a, b in self.type_pairs_named()}
+        couplings = {r: dict(self.couplings.get(r, zero)) for r in range(1, shells + 1)}
+        try:
+            return type(self).model_validate({**self.model_dump(exclude_unset=True),
+                                              "couplings": couplings})
+        except ValidationError as err:
+            raise ValueError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
     def parameter_vector(self) -> np.ndarray:
         """True couplings in the order of `parameter_names()`, shape (max_range * n_pairs,)."""

@@ -55,3 +55,17 @@ def readout_summary(result: dict) -> str:
                  f"[{', '.join(f'{v:.3f}' for v in ident['weakest'])}], cosine to J "
                  f"{ident['weakest_cosine_to_truth']:.4f}")
     return "\n\n".join(parts)
+
+
+def shell_profile_table(profile: dict) -> str:
+    """`coupling_profile` as text: mean |estimate|, mean standard error and largest z by shell."""
+    has_z = "max_z" in profile
+    lines = [f"by shell (true range {profile['true_range']}): mean |estimate|"
+             + ("   mean s.e.   max |z|" if has_z else "")]
+    for k, d in enumerate(profile["distance"]):
+        z = f"   {profile['mean_se'][k]:9.4f}   {profile['max_z'][k]:6.2f}" if has_z else ""
+        lines.append(f"  shell {d:<3} {profile['mean_abs'][k]:12.4f}{z}")
+    dec = profile["decades_beyond_range"]
+    if dec is not None:
+        lines.append(f"falls {dec:.2f} decades beyond the true range")
+    return "\n".join(lines)

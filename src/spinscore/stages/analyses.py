@@ -15,6 +15,7 @@ from spinscore.config import AnalysisConfig, PartitionSettings, TrustSettings
 from spinscore.errors import SpinscoreError
 from spinscore.io import read_dataset
 from spinscore.stages.data import write_json
+from spinscore.systems import system_from_config
 
 _ANALYSIS = AnalysisConfig()  # the defaults
 
@@ -23,7 +24,7 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
             checkpoint: str | Path | None = None, t_eval: float | None = None,
             n_boot: int = _ANALYSIS.bootstrap, batch_size: int = _ANALYSIS.batch_size,
             per_config: bool = False, progress: bool = True,
-            t_extrapolate: list[float] | None = None) -> dict:
+            t_extrapolate: list[float] | None = None, shells: int | None = None) -> dict:
     """`spinscore extract`: extraction.json (and for the network the interaction profile, PNG +
     JSON, and with `per_config` the OOD flag of every snapshot, per_config.json) in `out`.
 
@@ -31,13 +32,28 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
     training time) and at each of `t_extrapolate`
     (default: `default_readout_times` of the checkpoint's smallest training time; [] for
     none), whose OLS estimates are extrapolated to t = 0 (`result["extrapolated"]`).
-    `result["warnings"]` lists readout times outside the model's training range."""
+    `result["warnings"]` lists readout times outside the model's training range.
+
+    `shells` (oracle and classical estimators): estimate on a basis of couplings up to that
+    shell, zero beyond the true range; `result["shell_profile"]` (`coupling_profile`) then
+    tells how far below the couplings the data pin those beyond the range."""
     from spinscore.analysis import baselines
     from spinscore.analysis import extract as ex
     from spinscore.analysis.readout import identifiability
 
     ds = read_dataset(data)
     out = Path(out)
+    true_range = ds.config.system.max_range
+    if shells is not None:
+        if method == "network":
+            raise SpinscoreError("--shells: for the oracle and the classical estimators (the "
+                                 "network's profile is in interaction_profile.json)")
+        try:
+            extended = ds.config.system.with_shells(shells)
+            system_from_config(extended)  # a shell the lattice lacks, a periodic size too small
+        except (ValueError, SpinscoreError) as err:
+            raise SpinscoreError(f"--shells {shells}: {err}") from None
+        ds.config = ds.config.model_copy(update={"system": extended})
     system = ds.config.system
     profile, eqs = None, None
     if method == "network":
@@ -69,6 +85,10 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
     if eqs is not None:
         result["identifiability"] = identifiability(eqs.total("xtx"), system.parameter_vector(),
                                                     ds.n_sequences * ds.n_snapshots)
+    if shells is not None:
+        se = result.get("bootstrap_se", {}).get("estimate")
+        result["shell_profile"] = ex.coupling_profile(result["estimate"], se,
+                                                      len(system.type_pairs()), true_range)
     result["data"] = str(data)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "extraction.json", result)
