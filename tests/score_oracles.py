@@ -15,6 +15,8 @@ from torch import Tensor, nn
 
 from spinscore.geometry.heat_kernel import heat_kernel_log_density
 from spinscore.geometry.sphere import geodesic_angle
+from spinscore.physics.hamiltonian import pair_couplings, system_couplings, system_tangent_force
+from spinscore.systems import system_from_config
 
 
 class HeatKernelScore(nn.Module):
@@ -104,3 +106,39 @@ class AttenuatedCouplings(torch.nn.Module):
             idx = np.arange(n - r)
             w[:, idx, idx + r] = w[:, idx + r, idx] = val
         return torch.as_tensor(w, dtype=spins.dtype)
+
+
+def dense_couplings(system, table: np.ndarray, types: np.ndarray) -> np.ndarray:
+    """J_ij (B, N, N) of samples with types (B, N) of a lattice or graph, table (K, n, n)."""
+    pairs = system.pairs(types.shape[-1])
+    w = np.zeros((*types.shape, types.shape[-1]))
+    w[:, pairs.i, pairs.j] = w[:, pairs.j, pairs.i] = pair_couplings(types, pairs, table)
+    return w
+
+
+class PairOracle(torch.nn.Module):
+    """Stand-in score model of any system: W = beta J_ij (float32, as the network runs) and the
+    score beta F (float64)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config, self.system = config, system_from_config(config)
+        self.beta, self.max_length = config.beta, self.system.max_sites
+
+    def couplings(self, spins, types, t):
+        w = dense_couplings(self.system, self.config.coupling_table(), types.numpy())
+        return torch.as_tensor(self.beta * w, dtype=spins.dtype)
+
+    def forward(self, spins, types, t):
+        couplings = system_couplings(self.system, types, self.config.coupling_table())
+        return self.beta * system_tangent_force(self.system, spins, couplings)
+
+
+class SmoothedOracle(PairOracle):
+    """beta J plus a term linear in t on every pair beyond the couplings' range (as the heat
+    kernel induces): W(t) = beta J + t * 5 on pairs of pair feature > n_shells."""
+
+    def couplings(self, spins, types, t):
+        n = spins.shape[1]
+        far = torch.as_tensor(self.system.pair_features(n) > self.system.n_shells)
+        return super().couplings(spins, types, t) + 5.0 * t[:, None, None] * far

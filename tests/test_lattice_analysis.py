@@ -9,9 +9,9 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import SYSTEM3, run, simulate_cli
+from score_oracles import PairOracle, SmoothedOracle, dense_couplings
 from spinscore.analysis import baselines
 from spinscore.analysis.extract import interaction_profile, network_readout
 from spinscore.analysis.generation import compare_with_remc
@@ -29,11 +29,8 @@ from spinscore.io import Dataset, read_dataset
 from spinscore.physics.exact import LOG_4PI, ring_log_z
 from spinscore.physics.hamiltonian import (
     bond_classes,
-    pair_couplings,
-    system_couplings,
-    system_tangent_force,
 )
-from spinscore.systems import Chain, system_from_config
+from spinscore.systems import Chain
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -63,14 +60,6 @@ def resample(ds: Dataset, idx: np.ndarray) -> Dataset:
     """The data set of the samples `idx` (a bootstrap resample over sequences)."""
     arrays = {**ds.arrays, **{k: ds.arrays[k][idx] for k in ("spins", "types", "length")}}
     return Dataset(ds.path, ds.config, arrays, ds.attrs)
-
-
-def dense_couplings(system, table: np.ndarray, types: np.ndarray) -> np.ndarray:
-    """J_ij (B, N, N) of samples with types (B, N) of a lattice or graph, table (K, n, n)."""
-    pairs = system.pairs(types.shape[-1])
-    w = np.zeros((*types.shape, types.shape[-1]))
-    w[:, pairs.i, pairs.j] = w[:, pairs.j, pairs.i] = pair_couplings(types, pairs, table)
-    return w
 
 
 # --- (1) the two layouts agree on a chain -------------------------------------------------------
@@ -184,24 +173,6 @@ def test_thermodynamic_integration_on_a_ring_is_exact():
 # --- network readouts with a stand-in network ---------------------------------------------------------
 
 
-class PairOracle(torch.nn.Module):
-    """Stand-in score model of any system: W = beta J_ij (float32, as the network runs) and the
-    score beta F (float64)."""
-
-    def __init__(self, config):
-        super().__init__()
-        self.config, self.system = config, system_from_config(config)
-        self.beta, self.max_length = config.beta, self.system.max_sites
-
-    def couplings(self, spins, types, t):
-        w = dense_couplings(self.system, self.config.coupling_table(), types.numpy())
-        return torch.as_tensor(self.beta * w, dtype=spins.dtype)
-
-    def forward(self, spins, types, t):
-        couplings = system_couplings(self.system, types, self.config.coupling_table())
-        return self.beta * system_tangent_force(self.system, spins, couplings)
-
-
 def test_network_readouts_of_an_exact_field_on_the_lattice(lattice_data):
     """Direct W, OLS, the interaction profile (by shell) and the OOD explained variance of
     W = beta J: exact, and the OOD basis of a shorter model range explains less."""
@@ -223,16 +194,6 @@ def test_network_readouts_of_an_exact_field_on_the_lattice(lattice_data):
     np.testing.assert_allclose(ev, 1.0, atol=1e-6)
     ev_j1 = explained_variance(model, ds, ("A", "B"), 1, 1e-3, progress=False)
     assert np.median(ev_j1) < 0.9
-
-
-class SmoothedOracle(PairOracle):
-    """beta J plus a term linear in t on every pair beyond the couplings' range (as the heat
-    kernel induces): W(t) = beta J + t * 5 on pairs of pair feature > n_shells."""
-
-    def couplings(self, spins, types, t):
-        n = spins.shape[1]
-        far = torch.as_tensor(self.system.pair_features(n) > self.system.n_shells)
-        return super().couplings(spins, types, t) + 5.0 * t[:, None, None] * far
 
 
 def test_interaction_profile_extrapolated_to_zero_removes_the_induced_range(lattice_data):

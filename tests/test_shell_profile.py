@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import run, simulate_cli
+from score_oracles import SmoothedOracle
+from spinscore.analysis.extract import network_readout, network_shell_profile
+from spinscore.io import Dataset, read_dataset
 
 SIZE = 6  # periodic 6 x 6: shells up to 5 (distance sqrt 8) fit, shell 6 (distance 3) does not
 LATTICE = {"types": ["A", "B"], "temperature": 0.5,
@@ -63,13 +66,30 @@ def test_score_matching_finds_zero_beyond_the_range_within_its_errors(wide_latti
     assert f"falls {profile['decades_beyond_range']:.2f} decades" in output
 
 
+def test_the_network_profile_reads_its_force_and_removes_the_induced_range(wide_lattice):
+    """A stand-in network W = beta J + 5 t on every pair past the range: at t = 1e-3 its force
+    carries about 5e-3 on the far shells; extrapolated linearly from t = 1e-3 and 2e-3, the
+    couplings it carries are beta J and zero beyond."""
+    ds = read_dataset(wide_lattice)
+    wide = Dataset(ds.path, ds.config.model_copy(
+        update={"system": ds.config.system.with_shells(4)}), ds.arrays, ds.attrs)
+    model = SmoothedOracle(ds.config.system)
+    at_t = network_readout(model, wide, [1e-3], progress=False)[0][0].solve()[0]
+    assert 2e-3 < np.abs(at_t[3:]).max() < 2e-2
+    profile = network_shell_profile(model, wide, (1e-3, 2e-3), 1, progress=False)
+    estimate = np.array(profile["estimate"]).reshape(4, 3)
+    np.testing.assert_allclose(estimate[0], 2.0 * np.array([1.0, 0.5, -0.6]), rtol=1e-5)
+    assert np.abs(estimate[1:]).max() < 1e-4
+    assert profile["decades_beyond_range"] > 4 and profile["times"] == [1e-3, 2e-3]
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--method", "oracle", "--shells", "6"], "--shells 6: system.lattice: periodic square "
                                               "lattice of size (6, 6) is too small for shell 6"),
-    (["--method", "network", "--checkpoint", "x.pt", "--shells", "3"],
-     "--shells: for the oracle and the classical estimators"),
+    (["--method", "network", "--checkpoint", "x.pt", "--shells", "3", "--t-extrapolate", "none"],
+     "--shells: the network's couplings by shell are extrapolated to t = 0 from two"),
 ])
-def test_shells_the_lattice_lacks_or_a_network_are_one_clear_error(wide_lattice, tmp_path, args,
+def test_shells_the_lattice_lacks_or_no_readout_times_are_one_clear_error(wide_lattice, tmp_path, args,
                                                                     expected):
     code, output = run(["extract", "--data", str(wide_lattice), "--out", str(tmp_path / "o"),
                         "--quiet", *args])

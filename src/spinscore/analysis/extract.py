@@ -231,7 +231,7 @@ def interaction_profile(model, ds: Dataset, t_eval: float,
         if t_zero is not None:
             t1, t2 = t_zero
             w1, w2 = (network_field(model, b.spins, b.types, t)[0].numpy() for t in t_zero)
-            w["t_zero"] = (t2 * w1 - t1 * w2) / (t2 - t1)
+            w["t_zero"] = linear_to_zero(t_zero, w1, w2)
         feature = np.triu(sites.pair_features(n), k=1)  # each pair i < j once
         for d in range(1, max_distance + 1):
             i, j = np.nonzero(feature == d)  # row-major: on a chain, i ascending, j = i + d
@@ -247,6 +247,28 @@ def interaction_profile(model, ds: Dataset, t_eval: float,
         result["extrapolated"] = {**_profile_summary(values["t_zero"], sites.n_shells),
                                   "times": list(t_zero)}
     return result
+
+
+def linear_to_zero(times: tuple[float, float], at_t1, at_t2):
+    """The straight line through (t1, a1) and (t2, a2) at t = 0: (t2 a1 - t1 a2) / (t2 - t1),
+    which removes a part linear in t (the heat kernel's induced couplings). Any shapes."""
+    t1, t2 = times
+    return (t2 * at_t1 - t1 * at_t2) / (t2 - t1)
+
+
+def network_shell_profile(model, ds: Dataset, times: tuple[float, float], true_range: int,
+                          batch_size: int = 128, progress: bool = True) -> dict:
+    """The couplings the network's force carries, by shell, on the basis of `ds` (extended past
+    the true range with `SystemConfig.with_shells`): the OLS readout at the two `times`,
+    extrapolated linearly to t = 0 (`linear_to_zero`, as the W profile's "extrapolated"), then
+    `coupling_profile`. Unlike mean |W_ij| it leaves out what W does not put into the force
+    (W_ij along S_i, or pairs whose force cancels over the snapshots' typical states)."""
+    eqs, _ = network_readout(model, ds, list(times), None, batch_size, progress)
+    c0 = linear_to_zero(times, eqs[0].solve()[0], eqs[1].solve()[0])
+    system = ds.config.system
+    profile = coupling_profile(c0, None, len(system.type_pairs()), true_range)
+    return {**profile, "times": list(times), "parameters": system.parameter_names(),
+            "estimate": c0.tolist()}
 
 
 def _profile_summary(values: list[list[np.ndarray]], true_range: int) -> dict:

@@ -36,9 +36,10 @@ _TRUST = TrustSettings()  # the defaults of the trust-pool options
               help="Readout times extrapolated to t = 0 (network only); auto: the model's "
                    "smallest training time and three doublings.")
 @click.option("--shells", type=click.IntRange(min=1), default=None,
-              help="Oracle and classical estimators: a basis of couplings up to this shell, "
-                   "zero beyond the true range; prints how far below the couplings the data "
-                   "pin those beyond it (the data's own interaction profile).")
+              help="Also read the couplings on a basis up to this shell (zero beyond the "
+                   "true range) and print them by shell: for the oracle and the classical "
+                   "estimators, how far below the couplings the data pin those beyond the "
+                   "range; for the network, the couplings its force carries (t -> 0).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, t_extrapolate,
             shells, quiet):
@@ -62,7 +63,7 @@ def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, t
     if method == "network":
         click.echo(readout_summary(result))
     if "shell_profile" in result:
-        click.echo(shell_profile_table(result["shell_profile"]))
+        click.echo(shell_profile_table(result["shell_profile"], method))
     click.echo(f"wrote {Path(out) / 'extraction.json'}")
 
 

@@ -57,10 +57,12 @@ def readout_summary(result: dict) -> str:
     return "\n\n".join(parts)
 
 
-def shell_profile_table(profile: dict) -> str:
+def shell_profile_table(profile: dict, method: str) -> str:
     """`coupling_profile` as text: mean |estimate|, mean standard error and largest z by shell."""
     has_z = "max_z" in profile
-    lines = [f"by shell (true range {profile['true_range']}): mean |estimate|"
+    what = (f"the network's force, extrapolated to t = 0 from t = "
+            f"{', '.join(f'{t:g}' for t in profile['times'])}" if "times" in profile else method)
+    lines = [f"couplings by shell ({what}; true range {profile['true_range']}): mean |estimate|"
              + ("   mean s.e.   max |z|" if has_z else "")]
     for k, d in enumerate(profile["distance"]):
         z = f"   {profile['mean_se'][k]:9.4f}   {profile['max_z'][k]:6.2f}" if has_z else ""

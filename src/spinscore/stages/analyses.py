@@ -13,7 +13,7 @@ import numpy as np
 from spinscore import __version__, checkpoints
 from spinscore.config import AnalysisConfig, PartitionSettings, TrustSettings
 from spinscore.errors import SpinscoreError
-from spinscore.io import read_dataset
+from spinscore.io import Dataset, read_dataset
 from spinscore.stages.data import write_json
 from spinscore.systems import system_from_config
 
@@ -34,26 +34,31 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
     none), whose OLS estimates are extrapolated to t = 0 (`result["extrapolated"]`).
     `result["warnings"]` lists readout times outside the model's training range.
 
-    `shells` (oracle and classical estimators): estimate on a basis of couplings up to that
-    shell, zero beyond the true range; `result["shell_profile"]` (`coupling_profile`) then
-    tells how far below the couplings the data pin those beyond the range."""
+    `shells`: a basis of couplings up to that shell, zero beyond the true range;
+    `result["shell_profile"]` (`coupling_profile`) gives them by shell. For the oracle and the
+    classical estimators: how far below the couplings the data pin those beyond the range;
+    for the network: the couplings its force carries (`network_shell_profile`)."""
     from spinscore.analysis import baselines
     from spinscore.analysis import extract as ex
     from spinscore.analysis.readout import identifiability
 
     ds = read_dataset(data)
     out = Path(out)
-    true_range = ds.config.system.max_range
+    true_range, wide = ds.config.system.max_range, None
+    if shells is not None and method == "network" and t_extrapolate is not None \
+            and len(t_extrapolate) < 2:
+        raise SpinscoreError("--shells: the network's couplings by shell are extrapolated to "
+                             "t = 0 from two readout times; give two with --t-extrapolate")
     if shells is not None:
-        if method == "network":
-            raise SpinscoreError("--shells: for the oracle and the classical estimators (the "
-                                 "network's profile is in interaction_profile.json)")
         try:
             extended = ds.config.system.with_shells(shells)
             system_from_config(extended)  # a shell the lattice lacks, a periodic size too small
         except (ValueError, SpinscoreError) as err:
             raise SpinscoreError(f"--shells {shells}: {err}") from None
-        ds.config = ds.config.model_copy(update={"system": extended})
+        wide = Dataset(ds.path, ds.config.model_copy(update={"system": extended}), ds.arrays,
+                       ds.attrs)
+        if method != "network":  # the network is read on its own basis, then on the wide one
+            ds = wide
     system = ds.config.system
     profile, eqs = None, None
     if method == "network":
@@ -63,7 +68,7 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
         checkpoints.check_compatible(meta, system.types, system.max_range, str(data))
         t_eval = AnalysisConfig(t_eval=t_eval).eval_time(meta["trained_t"])
         result, profile = _network_extraction(model, meta, ds, t_eval, n_boot, batch_size,
-                                              progress, t_extrapolate)
+                                              progress, t_extrapolate, wide, true_range)
         result.update(checkpoint=str(checkpoint), checkpoint_format=meta["format"],
                       trained_t=meta["trained_t"])
         if per_config:
@@ -85,7 +90,7 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
     if eqs is not None:
         result["identifiability"] = identifiability(eqs.total("xtx"), system.parameter_vector(),
                                                     ds.n_sequences * ds.n_snapshots)
-    if shells is not None:
+    if shells is not None and method != "network":
         se = result.get("bootstrap_se", {}).get("estimate")
         result["shell_profile"] = ex.coupling_profile(result["estimate"], se,
                                                       len(system.type_pairs()), true_range)
@@ -100,9 +105,11 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
     return result
 
 
-def _network_extraction(model, meta, ds, t_eval, n_boot, batch_size, progress, t_extrapolate):
+def _network_extraction(model, meta, ds, t_eval, n_boot, batch_size, progress, t_extrapolate,
+                        wide=None, true_range=None):
     """The network's readouts (analysis.extract): OLS and direct-W at t_eval, OLS against t,
-    the extrapolation to t = 0, identifiability; and the interaction profile."""
+    the extrapolation to t = 0, identifiability; and the interaction profile. With `wide` (the
+    data set on a basis past the true range) also the couplings its force carries by shell."""
     from spinscore.analysis import extract as ex
     from spinscore.analysis.readout import identifiability
 
@@ -124,6 +131,9 @@ def _network_extraction(model, meta, ds, t_eval, n_boot, batch_size, progress, t
     result["identifiability"] = identifiability(eqs.total("xtx"), system.parameter_vector(),
                                                 ds.n_sequences * ds.n_snapshots)
     t_zero = (extra[0], extra[1]) if len(extra) >= 2 else None
+    if wide is not None:
+        result["shell_profile"] = ex.network_shell_profile(model, wide, t_zero, true_range,
+                                                           batch_size, progress)
     return result, ex.interaction_profile(model, ds, t_eval, t_zero)
 
 
