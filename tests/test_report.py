@@ -86,4 +86,5 @@ def test_a_lattice_run_is_judged_by_the_lattice_targets(oracle_run):
     assert t["pseudolikelihood: worst coupling error"]["met"] is True
     assert t["score-matching: worst coupling error"]["met"] is False
     assert t["profile decades beyond range (t -> 0)"]["met"] is False
+    assert t["profile decades beyond range, force readout (t -> 0)"]["met"] is None  # not read
     assert t["run time (s)"]["value"] == 1300.0 and t["run time (s)"]["met"] is False

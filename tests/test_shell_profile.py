@@ -11,7 +11,9 @@ import pytest
 from conftest import run, simulate_cli
 from score_oracles import SmoothedOracle
 from spinscore.analysis.extract import network_readout, network_shell_profile
+from spinscore.config import SystemConfig
 from spinscore.io import Dataset, read_dataset
+from spinscore.reproduce import _readout_shells
 
 SIZE = 6  # periodic 6 x 6: shells up to 5 (distance sqrt 8) fit, shell 6 (distance 3) does not
 LATTICE = {"types": ["A", "B"], "temperature": 0.5,
@@ -95,3 +97,14 @@ def test_shells_the_lattice_lacks_or_no_readout_times_are_one_clear_error(wide_l
                         "--quiet", *args])
     assert code == 2
     assert expected in output and len(output.strip().splitlines()) == 1, output
+
+
+@pytest.mark.parametrize("system, expected", [
+    (LATTICE, 5),  # 6 x 6 periodic holds shells up to 5
+    ({**LATTICE, "lattice": {"kind": "square", "size": [4, 4], "boundary": "periodic"},
+      "couplings": {1: LATTICE["couplings"][1], 2: LATTICE["couplings"][1]}}, None),  # no room
+    ({**LATTICE, "lattice": {"kind": "square", "size": [12, 12], "boundary": "open"}}, 8),
+    ({key: v for key, v in LATTICE.items() if key != "lattice"}, None),  # a chain
+])
+def test_reproduce_reads_the_network_on_the_widest_basis_the_lattice_holds(system, expected):
+    assert _readout_shells(SystemConfig.model_validate(system), 8) == expected

@@ -33,6 +33,7 @@ from spinscore.errors import AnalysisError, SpinscoreError
 from spinscore.io import atomic_write_bytes
 from spinscore.model.published import is_published_system
 from spinscore.pipeline import Pipeline
+from spinscore.systems import system_from_config
 
 PRESETS = {name: f"{name}.yaml" for name in ("quick", "paper", "square", "triangular",
                                              "alanine-vacuum", "alanine-implicit",
@@ -179,17 +180,33 @@ def _train(run: Run, stage_dir: Path) -> dict:
 
 def _extract(run: Run, stage_dir: Path) -> dict:
     ac, results = run.config.analysis, {}
+    shells = _readout_shells(run.config.system, min(run.config.model.max_distance, 15))
     for method in ("network", "oracle", "pseudolikelihood", "score-matching"):
         results[method] = stages.extract(
             run.data("test"), stage_dir / method, method,
             run.checkpoint if method == "network" else None, ac.t_eval, ac.bootstrap,
             ac.batch_size, per_config=method == "network", progress=run.inner,
-            t_extrapolate=ac.t_extrapolate)
+            t_extrapolate=ac.t_extrapolate, shells=shells if method == "network" else None)
     summary = {m: {k: r[k] for k in SUMMARY_KEYS} for m, r in results.items()}
     ext = results["network"].get("extrapolated")
     if ext:
         summary["network_extrapolated"] = {k: ext[k] for k in SUMMARY_KEYS}
     return summary
+
+
+def _readout_shells(system, limit: int) -> int | None:
+    """On a lattice, the widest basis of at most `limit` shells that it holds past the true
+    range: the network's couplings by shell (`extract --shells`) are read on it. None on chains
+    (their profile is the W one) and graphs (no shells past the file's)."""
+    if system.lattice is None:
+        return None
+    for shells in range(limit, system.max_range, -1):
+        try:
+            system_from_config(system.with_shells(shells))
+            return shells
+        except (ValueError, SpinscoreError):
+            continue
+    return None
 
 
 def _extract_published(run: Run, stage_dir: Path) -> dict:
