@@ -33,7 +33,7 @@ from spinscore.errors import AnalysisError, SpinscoreError
 from spinscore.io import atomic_write_bytes
 from spinscore.model.published import is_published_system
 from spinscore.pipeline import Pipeline
-from spinscore.systems import system_from_config
+from spinscore.systems import shell_basis
 
 PRESETS = {name: f"{name}.yaml" for name in ("quick", "paper", "square", "triangular",
                                              "alanine-vacuum", "alanine-implicit",
@@ -202,9 +202,9 @@ def _readout_shells(system, limit: int) -> int | None:
         return None
     for shells in range(limit, system.max_range, -1):
         try:
-            system_from_config(system.with_shells(shells))
+            shell_basis(system, shells)
             return shells
-        except (ValueError, SpinscoreError):
+        except SpinscoreError:
             continue
     return None
 

@@ -229,7 +229,6 @@ def interaction_profile(model, ds: Dataset, t_eval: float,
         n = b.spins.shape[1]
         w = {"t_eval": network_field(model, b.spins, b.types, t_eval)[0].numpy()}
         if t_zero is not None:
-            t1, t2 = t_zero
             w1, w2 = (network_field(model, b.spins, b.types, t)[0].numpy() for t in t_zero)
             w["t_zero"] = linear_to_zero(t_zero, w1, w2)
         feature = np.triu(sites.pair_features(n), k=1)  # each pair i < j once

@@ -15,7 +15,7 @@ from spinscore.config import AnalysisConfig, PartitionSettings, TrustSettings
 from spinscore.errors import SpinscoreError
 from spinscore.io import Dataset, read_dataset
 from spinscore.stages.data import write_json
-from spinscore.systems import system_from_config
+from spinscore.systems import shell_basis
 
 _ANALYSIS = AnalysisConfig()  # the defaults
 
@@ -51,9 +51,8 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
                              "t = 0 from two readout times; give two with --t-extrapolate")
     if shells is not None:
         try:
-            extended = ds.config.system.with_shells(shells)
-            system_from_config(extended)  # a shell the lattice lacks, a periodic size too small
-        except (ValueError, SpinscoreError) as err:
+            extended = shell_basis(ds.config.system, shells)
+        except SpinscoreError as err:
             raise SpinscoreError(f"--shells {shells}: {err}") from None
         wide = Dataset(ds.path, ds.config.model_copy(update={"system": extended}), ds.arrays,
                        ds.attrs)

@@ -44,6 +44,18 @@ def system_from_config(system: SystemConfig) -> SpinSystem:
         raise SpinscoreError(f"system.{system.geometry}: {exc}") from None
 
 
+def shell_basis(system: SystemConfig, shells: int) -> SystemConfig:
+    """`system` with zero couplings listed up to shell `shells` (`SystemConfig.with_shells`),
+    checked against its geometry as well (a shell the lattice lacks, a periodic size too small
+    for it). Raises SpinscoreError (one line) where the system has no such basis."""
+    try:
+        wide = system.with_shells(shells)
+    except ValueError as err:
+        raise SpinscoreError(str(err)) from None
+    system_from_config(wide)
+    return wide
+
+
 __all__ = [
     "Chain",
     "Graph",
@@ -52,7 +64,9 @@ __all__ = [
     "SpinSystem",
     "check_colouring",
     "pair_classes",
+    "shell_basis",
     "sweep_order",
     "system_from_config",
     "type_pair_index",
 ]
+
