@@ -97,6 +97,8 @@ def test_a_molecular_preset_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["stage_seconds"]) == {"simulate", "inspect", "train", "readout", "generate"}
+    sim = CONFIG["simulation"]  # score matching reads every training frame by default
+    assert metrics["readout"]["fit_frames"] == (sim["trajectories"] - 1) * sim["frames"]
     oracle = metrics["readout"]["oracle"]
     assert oracle["parameters"]["bond_r0_nm"]["worst"] < 1e-5  # float32 forces in the file
     assert min(s["cosine"] for s in oracle["sectors"].values()) > 0.9999

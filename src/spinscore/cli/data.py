@@ -167,12 +167,13 @@ def _molecular_model_inputs(command):
 @_molecular_model_inputs
 @click.option("--frames", type=int, default=500, show_default=True,
               help="Held-out frames to read the network on.")
-@click.option("--fit-frames", type=int, default=2000, show_default=True,
-              help="Training frames for the score-matching baseline.")
+@click.option("--fit-frames", type=int, default=None,
+              help="Training frames for the score-matching baseline (default: all; ~1 ms "
+                   "each).")
 def readout(checkpoint, data_path, out, frames, fit_frames):
     """Molecules: the network's zero-noise force against OpenMM's, sector by sector, and the
     force-field parameters read back (with score matching and the oracle on the same basis)."""
-    if frames < 1 or fit_frames < 1:
+    if frames < 1 or (fit_frames is not None and fit_frames < 1):
         raise SpinscoreError(f"--frames, --fit-frames: expected positive integers, got "
                              f"{frames}, {fit_frames}")
     result = stages.readout_molecule(checkpoint, data_path, out, frames=frames,

@@ -66,7 +66,7 @@ def _table(params) -> list[dict]:
 
 
 def readout_molecule(checkpoint: str | Path, data_path: str | Path, out_dir: str | Path, *,
-                     frames: int = 500, fit_frames: int = 2000, seed: int = 0) -> dict:
+                     frames: int = 500, fit_frames: int | None = None, seed: int = 0) -> dict:
     """`spinscore extract` for a molecule: readout.json and readout.png in `out_dir`.
 
     On `frames` held-out frames (the trajectories training never saw): the network's score at
@@ -74,8 +74,9 @@ def readout_molecule(checkpoint: str | Path, data_path: str | Path, out_dir: str
     net force and torque projected out); the network's force fitted on the force-field basis
     and split into sectors, each against its OpenMM force group; the parameters of that fit
     against amber14's. Beside it, on the same basis: score matching on `fit_frames` training
-    frames (no network, no forces) and the oracle (a fit to the exact forces). Returns the
-    summary (readout.json without the parameter tables).
+    frames (default all: its worst theta0 error fell from 6.1 to 3.9 degrees going from 2 000
+    to 15 000 vacuum frames; no network, no forces) and the oracle (a fit to the exact
+    forces). Returns the summary (readout.json without the parameter tables).
     """
     from spinscore.molecules import (
         FAMILIES,
@@ -113,8 +114,9 @@ def readout_molecule(checkpoint: str | Path, data_path: str | Path, out_dir: str
     target_groups = {name: groups[:, g].astype(np.float64) for g, name in enumerate(data.term_names)}
     bonded = sum(target_groups[f] for f in FAMILIES if f in target_groups)  # the force field
     fits = {"network": fit_forces(phi, score / beta), "oracle": fit_forces(phi, bonded)}
-    fit_x = train_x[np.sort(rng.choice(len(train_x), size=min(fit_frames, len(train_x)),
-                                       replace=False))].astype(np.float64)
+    n_fit = len(train_x) if fit_frames is None else min(fit_frames, len(train_x))
+    fit_x = train_x[np.sort(rng.choice(len(train_x), size=n_fit, replace=False))
+                    ].astype(np.float64)
     sums = normal_sums(basis, fit_x)
     fits["score_matching"] = score_matching_from_sums(sums.gram, sums.div) / beta
 
