@@ -110,23 +110,31 @@ def test_extract_bad_inputs(small_dataset, tmp_path):
     assert res.exit_code == 2 and "no such checkpoint" in res.output
 
 
+def _untrained_checkpoint(path, config_yaml: str, config, **meta_change):
+    """A checkpoint of an untrained model of `config` (with a nonzero W head), storing
+    `config_yaml`."""
+    import torch
+
+    from spinscore.checkpoints import build_model, save_checkpoint
+
+    meta = {"types": ["A", "B"], "max_range": 2, "max_length": 64, "beta": 20.0,
+            "output_scale": 20.0, **meta_change}
+    torch.manual_seed(0)
+    model = build_model(config.model, meta)
+    torch.nn.init.normal_(model.head[-1].weight, std=0.1)  # a nonzero field to read
+    save_checkpoint(path, {"model": model.state_dict(), "ema": model.state_dict(),
+                           "config": config_yaml, "meta": meta, "step": 0})
+    return path
+
+
 @pytest.mark.parametrize("meta_change, expected", [
     ({"types": ["A", "C"]}, "site types ['A', 'B'] do not match the checkpoint's ['A', 'C']"),
     ({"max_range": 3}, "interaction range 2 does not match the checkpoint's 3"),
 ])
 def test_extract_refuses_a_checkpoint_of_another_system(small_dataset, tmp_path, meta_change,
                                                         expected):
-    import torch
-
-    from spinscore.checkpoints import build_model, save_checkpoint
-
     config = read_dataset(small_dataset).config
-    meta = {"types": ["A", "B"], "max_range": 2, "max_length": 64, "beta": 20.0,
-            "output_scale": 20.0, **meta_change}
-    torch.manual_seed(0)
-    model = build_model(config.model, meta)
-    save_checkpoint(tmp_path / "other.pt", {"model": model.state_dict(), "ema": model.state_dict(),
-                                            "config": config.to_yaml(), "meta": meta, "step": 0})
+    _untrained_checkpoint(tmp_path / "other.pt", config.to_yaml(), config, **meta_change)
     res = CliRunner().invoke(main, ["extract", "--data", str(small_dataset), "--out",
                                     str(tmp_path / "x"), "--checkpoint", str(tmp_path / "other.pt")])
     assert res.exit_code == 2 and expected in res.output, res.output
@@ -146,3 +154,38 @@ def test_coupling_ratios_are_to_j1_aa_or_the_first_nonzero_true_coupling():
     assert m["ratio_reference"] == 1 and np.all(np.isfinite(m["ratio_estimate"]))
     np.testing.assert_allclose(m["ratio_truth"], [0.0, 1.0, -0.6])
     assert m["worst_ratio_error"] == pytest.approx(0.01)
+
+
+def test_extract_reads_the_network_at_the_times_of_the_checkpoints_config(small_dataset,
+                                                                          tmp_path):
+    """Without --t-eval / --t-extrapolate, `extract` reads at the run config's analysis times
+    (what `reproduce` used), not at the smallest training time."""
+    config = read_dataset(small_dataset).config
+    config = config.model_copy(update={"analysis": config.analysis.model_copy(
+        update={"t_eval": 0.003, "t_extrapolate": (0.003, 0.006, 0.012)})})
+    _untrained_checkpoint(tmp_path / "c.pt", config.to_yaml(), config)
+    args = ["extract", "--data", str(small_dataset), "--checkpoint", str(tmp_path / "c.pt"),
+            "--bootstrap", "0", "--quiet", "--out"]
+    res = CliRunner().invoke(main, [*args, str(tmp_path / "x")])
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "x" / "extraction.json").read_text())
+    assert result["t_eval"] == 0.003 and result["extrapolated"]["times"] == [0.003, 0.006, 0.012]
+    res = CliRunner().invoke(main, [*args, str(tmp_path / "y"), "--t-eval", "0.002",
+                                    "--t-extrapolate", "0.002,0.004"])
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "y" / "extraction.json").read_text())
+    assert result["t_eval"] == 0.002 and result["extrapolated"]["times"] == [0.002, 0.004]
+
+
+def test_a_checkpoint_with_bad_stored_readout_times_is_one_clear_error(small_dataset, tmp_path):
+    import yaml
+
+    from conftest import assert_clean_error, run
+
+    config = read_dataset(small_dataset).config
+    raw = yaml.safe_load(config.to_yaml())
+    raw["analysis"]["t_extrapolate"] = [0.001]
+    _untrained_checkpoint(tmp_path / "c.pt", yaml.safe_dump(raw), config)
+    code, out = run(["extract", "--data", str(small_dataset), "--checkpoint",
+                     str(tmp_path / "c.pt"), "--out", str(tmp_path / "x"), "--quiet"])
+    assert_clean_error(code, out, "c.pt (stored config): analysis", "at least two positive times")

@@ -13,6 +13,9 @@ from spinscore.errors import SpinscoreError
 
 _PARTITION = PartitionSettings()  # the defaults of the partition options
 _TRUST = TrustSettings()  # the defaults of the trust-pool options
+_T_EVAL_HELP = ("Diffusion time at which the network is queried (default: the checkpoint's "
+                "analysis.t_eval, else its smallest training time: 1e-4 for the published "
+                "checkpoints).")
 
 
 @main.command()
@@ -25,16 +28,15 @@ _TRUST = TrustSettings()  # the defaults of the trust-pool options
                                              "score-matching"]), default="network",
               show_default=True, help="Force oracle or classical estimator.")
 @click.option("--t-eval", type=float, default=None,
-              help="Diffusion time at which the network is queried (default: the model's "
-                   "smallest training time: 1e-3 for the presets, 1e-4 for the published "
-                   "checkpoints).")
+              help=_T_EVAL_HELP)
 @click.option("--bootstrap", type=int, default=AnalysisConfig().bootstrap, show_default=True,
               help="Bootstrap resamples over sequences for the confidence intervals.")
 @click.option("--per-config", is_flag=True,
               help="Also write the OOD flag of every snapshot (network only): per_config.json.")
 @click.option("--t-extrapolate", default="auto", show_default=True, metavar="T1,T2,...|auto|none",
-              help="Readout times extrapolated to t = 0 (network only); auto: the model's "
-                   "smallest training time and three doublings.")
+              help="Readout times extrapolated to t = 0 (network only); auto: the "
+                   "checkpoint's analysis.t_extrapolate, else its smallest training time and "
+                   "three doublings.")
 @click.option("--shells", type=click.IntRange(min=1), default=None,
               help="Also read the couplings on a basis up to this shell (zero beyond the "
                    "true range) and print them by shell: for the oracle and the classical "
@@ -90,9 +92,7 @@ def _times(text: str, option: str) -> list[float] | None:
               help="An out-of-distribution set (repeatable).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--t-eval", type=float, default=None,
-              help="Diffusion time at which the network is queried (default: the model's "
-                   "smallest training time: 1e-3 for the presets, 1e-4 for the published "
-                   "checkpoints).")
+              help=_T_EVAL_HELP)
 @click.option("--trust-configurations", type=int, default=_TRUST.configurations,
               show_default=True,
               help="Configurations per set of the trust-flag pool (force error against the "

@@ -28,10 +28,11 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
     """`spinscore extract`: extraction.json (and for the network the interaction profile, PNG +
     JSON, and with `per_config` the OOD flag of every snapshot, per_config.json) in `out`.
 
-    The network is read at `t_eval` (OLS and direct-W; default: the checkpoint's smallest
-    training time) and at each of `t_extrapolate`
-    (default: `default_readout_times` of the checkpoint's smallest training time; [] for
-    none), whose OLS estimates are extrapolated to t = 0 (`result["extrapolated"]`).
+    The network is read at `t_eval` (OLS and direct-W; default: the checkpoint's
+    `analysis.t_eval`, else its smallest training time) and at each of `t_extrapolate`
+    (default: the checkpoint's `analysis.t_extrapolate`, else `default_readout_times` of its
+    smallest training time; [] for none), whose OLS estimates are extrapolated to t = 0
+    (`result["extrapolated"]`).
     `result["warnings"]` lists readout times outside the model's training range.
 
     `shells`: a basis of couplings up to that shell, zero beyond the true range;
@@ -63,9 +64,9 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
     if method == "network":
         if checkpoint is None:
             raise SpinscoreError("--method network needs --checkpoint")
-        model, _, meta = checkpoints.load_model(checkpoint)
+        model, run_config, meta = checkpoints.load_model(checkpoint)
         checkpoints.check_compatible(meta, system.types, system.max_range, str(data))
-        t_eval = AnalysisConfig(t_eval=t_eval).eval_time(meta["trained_t"])
+        t_eval, t_extrapolate = _readout_times(run_config.analysis, meta, t_eval, t_extrapolate)
         result, profile = _network_extraction(model, meta, ds, t_eval, n_boot, batch_size,
                                               progress, t_extrapolate, wide, true_range)
         result.update(checkpoint=str(checkpoint), checkpoint_format=meta["format"],
@@ -102,6 +103,18 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
         write_json(out / "interaction_profile.json", profile)
         save_figure(profile_figure(profile), out / "interaction_profile.png")
     return result
+
+
+def _readout_times(analysis: AnalysisConfig, meta: dict, t_eval: float | None,
+                   t_extrapolate: list[float] | None) -> tuple[float, list[float] | None]:
+    """The readout times of a checkpoint: those given, else its run config's
+    `analysis.t_eval` / `analysis.t_extrapolate` (what `reproduce` read it at), else the
+    smallest training time (None for t_extrapolate: `default_readout_times`)."""
+    if t_eval is None:
+        t_eval = analysis.eval_time(meta["trained_t"])
+    if t_extrapolate is None and analysis.t_extrapolate is not None:
+        t_extrapolate = list(analysis.t_extrapolate)
+    return t_eval, t_extrapolate
 
 
 def _network_extraction(model, meta, ds, t_eval, n_boot, batch_size, progress, t_extrapolate,
@@ -153,14 +166,15 @@ def ood(checkpoint, data, ood_paths: dict[str, str], out, t_eval: float | None =
         progress: bool = True, *, trust: TrustSettings | None = None,
         early_checkpoint: str | Path | None = None) -> dict:
     """`spinscore ood`: ood.json (EVs summarised, AUCs) and ood.png in `out`; the network is
-    read at `t_eval` (default: the checkpoint's smallest training time). With `trust` also the
+    read at `t_eval` (default: the checkpoint's `analysis.t_eval`, else its smallest training
+    time). With `trust` also the
     trust-flag pool (`analysis.trust`; the under-trained set from `early_checkpoint`, read
     with its raw weights): ood.json's "trust" and trust.png."""
     from spinscore.analysis.ood import ood_report
     from spinscore.report.figures import ood_figure, save_figure
 
-    model, _, meta = checkpoints.load_model(checkpoint)
-    t_eval = AnalysisConfig(t_eval=t_eval).eval_time(meta["trained_t"])
+    model, run_config, meta = checkpoints.load_model(checkpoint)
+    t_eval = _readout_times(run_config.analysis, meta, t_eval, None)[0]
     in_data = read_dataset(data)
     sets = {name: read_dataset(path) for name, path in ood_paths.items()}
     summary, flags = ood_report(model, meta, in_data, sets, t_eval, progress)
