@@ -157,6 +157,7 @@ def load_model(path: str | Path, ema: bool = True) -> tuple[torch.nn.Module, Run
     their key names; their system is the paper's). Returns (model, config, meta); meta has
     `types`, `max_range`, `max_length`, `beta`, `output_scale` of the data it was trained on,
     `format` ("spinscore" or "published") and `trained_t` ([low, high] of the training times).
+    The config's analysis section holds the defaults and the run's stored readout times.
     """
     state = read_checkpoint_file(path)
     if is_published_state_dict(state):
