@@ -235,7 +235,9 @@ def generate(model, config, types: np.ndarray, n: int, out: str | Path, *,
         "seed": seed, "t_min": diffusion.t_min, "t_max": diffusion.t_max,
         "system": config.to_yaml(("system",)), "spinscore_version": __version__})
     result["chains"] = str(out)
-    title = (f"{result['sequence']} (L = {len(types)}), T = {config.system.temperature:g}, "
+    sequence = result["sequence"]  # a lattice's 64-81 sites overflow the figure's width
+    shown = sequence if len(sequence) <= 40 else f"{sequence[:37]}..."
+    title = (f"{shown} (L = {len(types)}), T = {config.system.temperature:g}, "
              f"{result['method']}")
     save_figure(energy_histogram_figure(e_gen, e_ref, title=title), png)
     write_json(summary, result)
