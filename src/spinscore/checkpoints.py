@@ -11,10 +11,9 @@ from typing import Any
 
 import torch
 import yaml
-from pydantic import ValidationError
 
 from spinscore import __version__
-from spinscore.config import AnalysisConfig, ModelConfig, RunConfig, SystemConfig, parse_config
+from spinscore.config import ModelConfig, RunConfig, SystemConfig, parse_config
 from spinscore.errors import SpinscoreError
 from spinscore.io import atomic_write_bytes
 from spinscore.model import ScoreModel
@@ -99,39 +98,27 @@ LEGACY_MODEL_FIELDS = {"time_octaves": 8}
 
 # The sections of the stored config that describe the trained model and its data; how a run
 # was evaluated (analysis, reproduce) is not the checkpoint's and changes between versions,
-# except the times the model is read at (`stored_readout_times`): they belong to its training.
+# except the times the model is read at (READOUT_FIELDS): they belong to its training.
 MODEL_SECTIONS = ("system", "simulation", "model", "diffusion", "train")
 READOUT_FIELDS = ("t_eval", "t_extrapolate")
 
 
 def checkpoint_config(state: dict[str, Any], path: Path | str = "<checkpoint>") -> RunConfig:
-    """The stored config of a checkpoint (its model-defining sections; the others default)."""
+    """The stored config of a checkpoint (its model-defining sections and the analysis
+    section's READOUT_FIELDS; the others default)."""
     try:
         raw = yaml.safe_load(state["config"])
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()[0]
         raise SpinscoreError(f"{path}: stored config is not readable YAML ({first})") from None
     if isinstance(raw, dict):
+        analysis = raw.get("analysis")
         raw = {k: v for k, v in raw.items() if k in MODEL_SECTIONS}
+        if isinstance(analysis, dict):
+            raw["analysis"] = {k: analysis[k] for k in READOUT_FIELDS if k in analysis}
         if isinstance(raw.get("model"), dict):
             raw["model"] = {**LEGACY_MODEL_FIELDS, **raw["model"]}
     return parse_config(raw, f"{path} (stored config)")
-
-
-def stored_readout_times(state: dict[str, Any], path: Path | str = "<checkpoint>") -> dict:
-    """`analysis.t_eval` and `analysis.t_extrapolate` of a checkpoint's stored config (the
-    times its run was read at; the keys it lacks are left out), validated."""
-    raw = yaml.safe_load(state["config"])  # readable: checkpoint_config has parsed it
-    analysis = raw.get("analysis") if isinstance(raw, dict) else None
-    if not isinstance(analysis, dict):
-        return {}
-    picked = [k for k in READOUT_FIELDS if analysis.get(k) is not None]
-    try:
-        checked = AnalysisConfig.model_validate({k: analysis[k] for k in picked})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise SpinscoreError(f"{path} (stored config): analysis: {first['msg']}") from None
-    return {k: getattr(checked, k) for k in picked}
 
 
 def state_dict_error(exc: BaseException) -> str:
@@ -178,8 +165,7 @@ def load_model(path: str | Path, ema: bool = True) -> tuple[torch.nn.Module, Run
         raise SpinscoreError(f"{path}: weights do not fit the stored model config: "
                              f"{state_dict_error(exc)}") from None
     meta = {**_meta(config, state["meta"]["max_length"], "spinscore"), **state["meta"]}
-    analysis = config.analysis.model_copy(update=stored_readout_times(state, path))
-    return model.eval(), config.model_copy(update={"analysis": analysis}), meta
+    return model.eval(), config, meta
 
 
 def _meta(config: RunConfig, max_length: int, fmt: str) -> dict[str, Any]:
