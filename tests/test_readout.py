@@ -2,14 +2,19 @@
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import assert_clean_error, run
 from score_oracles import AttenuatedCouplings
-from spinscore.analysis.extract import network_readout
+from spinscore.analysis.batches import CouplingsMemo
+from spinscore.analysis.extract import interaction_profile, network_readout
 from spinscore.analysis.inversion import design_matrix
 from spinscore.analysis.readout import extrapolate_to_zero, extrapolated_readout, identifiability
+from spinscore.config import ModelConfig
 from spinscore.io import read_dataset
+from spinscore.model import ScoreModel
 from spinscore.physics.hamiltonian import bond_classes
+from spinscore.systems import Lattice
 
 
 def test_direct_w_of_the_oracle_is_exact(small_dataset):
@@ -101,3 +106,79 @@ def test_readout_outside_the_training_times_warns(tmp_path, small_dataset):
     code, out = run(["extract", "--data", str(small_dataset), "--checkpoint", str(published),
                      "--out", str(tmp_path / "y"), "--t-extrapolate", "0.001", "--quiet"])
     assert_clean_error(code, out, "--t-extrapolate", "at least two positive times")
+
+
+def _counted_model(max_length: int):
+    """An untrained score model with a random output head (W != 0), and its couplings calls."""
+    torch.manual_seed(0)
+    model = ScoreModel(ModelConfig(blocks=1), n_types=2, max_length=max_length,
+                       output_scale=20.0).eval()
+    torch.nn.init.normal_(model.head[-1].weight)
+    calls = [0]
+    couplings = model.couplings
+
+    def counted(*args):
+        calls[0] += 1
+        return couplings(*args)
+    model.couplings = counted
+    return model, calls
+
+
+def test_couplings_memo_runs_the_network_once_per_batch_and_time_and_changes_nothing(
+        small_dataset):
+    ds = read_dataset(small_dataset)
+    model, calls = _counted_model(int(ds.length.max()))
+    n_batches = -(-ds.n_sequences * ds.n_snapshots // 16)
+    times = [1e-3, 2e-3]
+    raw = [network_readout(model, ds, times, 1e-3, batch_size=16, progress=False),
+           interaction_profile(model, ds, 1e-3, (1e-3, 2e-3), batch_size=16)]
+    assert calls[0] == 5 * n_batches
+    calls[0] = 0
+    memo = CouplingsMemo(model)
+    readout = network_readout(memo, ds, times, 1e-3, batch_size=16, progress=False)
+    profile = interaction_profile(memo, ds, 1e-3, (1e-3, 2e-3), batch_size=16)
+    assert calls[0] == 2 * n_batches  # the profile's three walks are all memo hits
+    assert profile == raw[1]
+    for a, b in zip(readout[0], raw[0][0], strict=True):
+        np.testing.assert_array_equal(a.xty, b.xty)
+    assert readout[1].metrics(20.0) == raw[0][1].metrics(20.0)
+
+
+def test_couplings_memo_computes_what_it_may_not_keep(small_dataset):
+    ds = read_dataset(small_dataset)
+    model, calls = _counted_model(int(ds.length.max()))
+    n = int(ds.length[:4].max())
+    spins = torch.as_tensor(ds.spins[:4, 0, :n], dtype=torch.float32)
+    types = torch.as_tensor(ds.types[:4, :n], dtype=torch.int64)
+    t = torch.full((4,), 1e-3)
+    full = CouplingsMemo(model, max_bytes=0)  # nothing kept
+    with torch.no_grad():
+        w = [full.couplings(spins, types, t) for _ in range(2)]
+    assert calls[0] == 2 and torch.equal(w[0], w[1])
+    memo = CouplingsMemo(model)
+    with torch.no_grad():
+        memo.couplings(spins, types, t)
+        memo.couplings(spins, types, t * 2)  # another time: computed
+        memo.couplings(spins, types, t)
+    assert calls[0] == 4
+    memo.couplings(spins, types, t)  # with gradients: never from the memo
+    assert calls[0] == 5
+    memo.set_system(model.system)  # a chain model keeps its system: the memo stays
+    with torch.no_grad():
+        memo.couplings(spins, types, t)
+    assert calls[0] == 5
+
+
+def test_couplings_memo_is_emptied_when_a_lattice_model_reads_another_lattice():
+    lattice = [Lattice("square", (4, 4), "periodic", n_types=2, n_shells=1) for _ in range(2)]
+    model = ScoreModel(ModelConfig(blocks=1), n_types=2, max_length=16, output_scale=20.0,
+                       system=lattice[0]).eval()
+    torch.nn.init.normal_(model.head[-1].weight)
+    memo = CouplingsMemo(model)
+    spins = torch.nn.functional.normalize(torch.randn(2, 16, 3), dim=-1)
+    types, t = torch.zeros(2, 16, dtype=torch.int64), torch.full((2,), 1e-3)
+    with torch.no_grad():
+        memo.couplings(spins, types, t)
+        assert len(memo._memo) == 1
+        memo.set_system(lattice[1])
+        assert len(memo._memo) == 0 and model.system is lattice[1]

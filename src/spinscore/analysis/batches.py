@@ -4,11 +4,13 @@ Every analysis that reads all snapshots (extraction, classical estimators, OOD f
 interaction profile) walks `snapshot_batches`: batches of similar chain length, each cropped to
 its longest chain (a lattice or graph: all N sites, never cropped), with a progress bar. Every
 analysis that reads a network asks `network_field`; every analysis that needs the data set's
-spin system builds it with `dataset_system`.
+spin system builds it with `dataset_system`. A stage whose readouts walk the same snapshots at
+the same times more than once hands them a `CouplingsMemo` of its model.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -78,3 +80,53 @@ def network_field(model, spins: np.ndarray, types: np.ndarray, t: float,
     ty = torch.as_tensor(types, dtype=torch.int64, device=device)
     w = model.couplings(x, ty, torch.full((len(x),), float(t), device=device))
     return w.cpu(), tangent_project(x, w @ x).cpu()
+
+
+class CouplingsMemo:
+    """A model whose couplings are computed once per distinct batch (spins, types, t).
+
+    The extract stage reads the network at three times and walks the test snapshots nine
+    times (OLS readout, shell readout, W profile, per-configuration flag); the ood stage reads
+    each set twice (EV, theta). Behind this view each (batch, t) runs the network once; the
+    result is bit-identical, since the network is deterministic in eval mode. W (float32) is
+    kept up to `max_bytes` in all (later batches are computed, not kept), and only without
+    gradients. `set_system` passes through and empties the memo where the model's system changes;
+    every other attribute, and calling it, is the model's.
+    """
+
+    def __init__(self, model, max_bytes: int = 1 << 30):
+        self.model, self.max_bytes = model, max_bytes
+        self._memo: dict[bytes, torch.Tensor] = {}
+        self._bytes = 0
+
+    def couplings(self, spins: torch.Tensor, types: torch.Tensor, t: torch.Tensor
+                  ) -> torch.Tensor:
+        """As `ScoreModel.couplings`: W (B, N, N)."""
+        if torch.is_grad_enabled():
+            return self.model.couplings(spins, types, t)
+        digest = hashlib.blake2b(digest_size=16)
+        for a in (spins, types, t):
+            digest.update(str((a.dtype, tuple(a.shape))).encode())
+            digest.update(a.detach().cpu().contiguous().numpy().tobytes())
+        key = digest.digest()
+        if key in self._memo:
+            return self._memo[key]
+        w = self.model.couplings(spins, types, t)
+        size = w.element_size() * w.nelement()
+        if self._bytes + size <= self.max_bytes:
+            self._memo[key], self._bytes = w, self._bytes + size
+        return w
+
+    def set_system(self, system: SpinSystem) -> None:
+        before = getattr(self.model, "system", None)
+        if hasattr(self.model, "set_system"):  # the published model reads chains only
+            self.model.set_system(system)
+        if getattr(self.model, "system", None) is not before:  # a chain model keeps its own
+            self._memo.clear()
+            self._bytes = 0
+
+    def __call__(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)

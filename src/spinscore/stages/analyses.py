@@ -41,6 +41,7 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
     for the network: the couplings its force carries (`network_shell_profile`)."""
     from spinscore.analysis import baselines
     from spinscore.analysis import extract as ex
+    from spinscore.analysis.batches import CouplingsMemo
     from spinscore.analysis.readout import identifiability
 
     ds = read_dataset(data)
@@ -65,6 +66,7 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
         if checkpoint is None:
             raise SpinscoreError("--method network needs --checkpoint")
         model, run_config, meta = checkpoints.load_model(checkpoint)
+        model = CouplingsMemo(model)  # nine walks over the test set at three times
         checkpoints.check_compatible(meta, system.types, system.max_range, str(data))
         t_eval, t_extrapolate = _readout_times(run_config.analysis, meta, t_eval, t_extrapolate)
         result, profile = _network_extraction(model, meta, ds, t_eval, n_boot, batch_size,
@@ -146,7 +148,7 @@ def _network_extraction(model, meta, ds, t_eval, n_boot, batch_size, progress, t
     if wide is not None:
         result["shell_profile"] = ex.network_shell_profile(model, wide, t_zero, true_range,
                                                            batch_size, progress)
-    return result, ex.interaction_profile(model, ds, t_eval, t_zero)
+    return result, ex.interaction_profile(model, ds, t_eval, t_zero, batch_size=batch_size)
 
 
 def _per_config(model, ds, t_eval, batch_size, progress, out: Path) -> None:
@@ -170,6 +172,7 @@ def ood(checkpoint, data, ood_paths: dict[str, str], out, t_eval: float | None =
     time). With `trust` also the
     trust-flag pool (`analysis.trust`; the under-trained set from `early_checkpoint`, read
     with its raw weights): ood.json's "trust" and trust.png."""
+    from spinscore.analysis.batches import CouplingsMemo
     from spinscore.analysis.ood import ood_report
     from spinscore.report.figures import ood_figure, save_figure
 
@@ -177,7 +180,7 @@ def ood(checkpoint, data, ood_paths: dict[str, str], out, t_eval: float | None =
     t_eval = _readout_times(run_config.analysis, meta, t_eval, None)[0]
     in_data = read_dataset(data)
     sets = {name: read_dataset(path) for name, path in ood_paths.items()}
-    summary, flags = ood_report(model, meta, in_data, sets, t_eval, progress)
+    summary, flags = ood_report(CouplingsMemo(model), meta, in_data, sets, t_eval, progress)
     summary["checkpoint"] = str(checkpoint)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
