@@ -34,20 +34,8 @@ tangent) and moves x/|x| exactly along the flow on (S²)^N whatever |x| is, so t
 of the solver never feeds back into the trajectory; the network and the divergence are always
 evaluated at unit spins (x/|x|).
 
-Divergence. div_M V at x = Σ_i Σ_{a=1,2} e_ia · (D_{e_ia} V_i), the trace of the Jacobian over
-the orthonormal tangent frame (e_i1, e_i2) of each spin: directional derivatives along tangent
-directions do not depend on how V is extended off the sphere. It equals the ambient 3-d trace
-minus the radial term Σ_i x_i · (J_ii x_i) of whatever extension is used; for the network's own
-extension V_i = P(x_i) u_i(x), P(x) = I − x xᵀ, the radial term is exactly −2 Σ_i x_i·u_i on
-the sphere (derived and tested in tests/test_likelihood.py). The exact trace takes 2N
-Jacobian-vector products per evaluation, done batched with torch.func.vmap over the tangent
-basis, in chunks of at most PAIR_BUDGET configurations × N²: `products="reverse"` (default)
-vmaps the vector-Jacobian product (one primal pass and a batched backward pass),
-`"forward"` vmaps torch.func.jvp. Both give the same trace (v·(J v) = v·(Jᵀ v)); on a CPU the
-reverse mode is 2.7× faster for the score network (the forward-mode rules of LayerNorm and GELU
-are slow; 22 s against 60 s for one 30-spin chain, paper model). The Hutchinson estimator
-E_z[z·(J z)] with tangent probes z = P(x) ε (ε Rademacher or Gaussian in R³: E[z zᵀ] = P(x),
-unbiased for the tangent trace) costs one product per probe instead of 2N.
+Divergence: `diffusion.divergence` (the exact trace over the tangent frame in 2N Jacobian-vector
+products, or Hutchinson's estimate in one product per probe).
 
 Explicit and implicit parts. For the score network, score_i = P_i Σ_j W_ij x_j with W(x)
 symmetric and zero on the diagonal, the divergence splits as
@@ -79,10 +67,8 @@ evaluations, error ≤ 1.3e-4 nats per spin against the augmented solve at 1e-7)
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
@@ -91,20 +77,22 @@ import numpy as np
 import torch
 from scipy.integrate import cubature
 from torch import Tensor, nn
-from torch.func import jvp, vjp, vmap
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torchdiffeq import odeint
 from tqdm.auto import tqdm
 
+from spinscore.diffusion.divergence import (
+    divergence_exact,
+    divergence_hutchinson,
+    draw_probes,
+    tangent_frame,
+)
 from spinscore.diffusion.flow import (
-    Field,
     explicit_divergence,
     pf_ode_trajectory,
     trajectory,
     unit_state,
     velocity_field,
 )
-from spinscore.geometry.sphere import tangent_project
 from spinscore.physics.exact import LOG_4PI
 
 __all__ = [
@@ -127,96 +115,6 @@ QUADRATURE_RULE = "gk21"  # scipy cubature rule for the divergence integral in u
 QUADRATURE_ATOL = 3e-3
 MAX_SUBDIVISIONS = 64
 PRIMAL_BUDGET = 40_000  # configurations × N² per primal pass of the quadrature's divergence
-PAIR_BUDGET = 40_000  # configurations × N² per vmapped product call: ~20-60 configurations of
-# 30 spins per call is fastest on a CPU (measured: 480 per call is 2.5x slower per product)
-
-def tangent_frame(x: Tensor) -> Tensor:
-    """Orthonormal frame (e_1, e_2) of the tangent plane at each unit vector, shape (..., 2, 3).
-
-    e_1 is the normalised projection of the coordinate axis least aligned with x, e_2 = x × e_1.
-    The frame jumps where that axis changes; traces over it do not depend on the frame.
-    """
-    axis = torch.nn.functional.one_hot(x.abs().argmin(dim=-1), 3).to(x.dtype)
-    e1 = tangent_project(x, axis)
-    e1 = e1 / torch.linalg.vector_norm(e1, dim=-1, keepdim=True)
-    e2 = torch.linalg.cross(x, e1, dim=-1)
-    return torch.stack([e1, e2], dim=-2)
-
-
-def _linearize(fn: Field, x: Tensor, products: str) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-    """fn(x) and a function mapping K stacked vectors (K, B, N, 3) to their Jacobian products.
-
-    "reverse": Jᵀ v by the pullback of one torch.func.vjp (the primal pass is done once and
-    reused by every chunk of vectors); "forward": J v by torch.func.jvp. Only v·(J v) = v·(Jᵀ v)
-    is used, so either serves for traces. Call inside `_product_mode()`.
-    """
-    if products == "forward":
-        return fn(x), lambda vectors: vmap(lambda v: jvp(fn, (x,), (v,))[1])(vectors)
-    out, pullback = vjp(fn, x)
-    return out, lambda vectors: vmap(pullback)(vectors)[0]
-
-
-@contextlib.contextmanager
-def _product_mode():
-    """no_grad: the results carry no graph to the parameters (the function transforms
-    differentiate w.r.t. x regardless); MATH attention: the fused CPU kernel has no forward-mode
-    rule."""
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
-        yield
-
-
-def _chunk(x: Tensor, chunk: int | None) -> int:
-    b, n = x.shape[:2]
-    return chunk or max(1, PAIR_BUDGET // (b * n * n))
-
-
-def divergence_exact(fn: Field, x: Tensor, valid: Tensor, *, products: str = "reverse",
-                     chunk: int | None = None) -> tuple[Tensor, Tensor]:
-    """Exact Riemannian divergence of a tangent field on (S²)^N, and the field.
-
-    fn: (B, N, 3) → (B, N, 3); x: (B, N, 3) unit spins; valid: (B, N) bool. Returns
-    (div (B,), fn(x) (B, N, 3)): div = Σ_i Σ_a e_ia·(D_{e_ia} fn_i) over the tangent frame of
-    the valid spins, in units of fn per radian. 2N products, `chunk` directions per vmapped call
-    (default: from PAIR_BUDGET).
-    """
-    b, n, _ = x.shape
-    frame = tangent_frame(x) * valid[..., None, None].to(x.dtype)  # (B, N, 2, 3)
-    size = _chunk(x, chunk)
-    fvec = frame.permute(1, 2, 0, 3).reshape(2 * n, b, 3)  # direction k = 2 i + a
-    sites = torch.arange(n, device=x.device)
-    div = torch.zeros(b, dtype=x.dtype, device=x.device)
-    with _product_mode():
-        out, jacobian_products = _linearize(fn, x, products)
-        for start in range(0, 2 * n, size):
-            k = torch.arange(start, min(start + size, 2 * n), device=x.device)
-            onehot = (sites[None, :] == (k // 2)[:, None]).to(x.dtype)  # (K, N)
-            dirs = onehot[:, None, :, None] * fvec[k][:, :, None, :]  # (K, B, N, 3)
-            div = div + (dirs * jacobian_products(dirs)).sum(dim=(0, 2, 3))
-    return div, out
-
-
-def divergence_hutchinson(fn: Field, x: Tensor, valid: Tensor, noise: Tensor, *,
-                          products: str = "reverse") -> tuple[Tensor, Tensor]:
-    """Hutchinson estimate of the Riemannian divergence, and the field.
-
-    noise: (P, B, N, 3) ambient probes ε (Rademacher or standard Gaussian); the probes are their
-    tangent projections z = P(x) ε on the valid spins, E[z zᵀ] = P(x), so mean_p z·(J z) is an
-    unbiased estimate of the tangent trace. Returns (estimate (B,), fn(x) (B, N, 3)).
-    """
-    z = tangent_project(x, noise) * valid[..., None].to(x.dtype)
-    with _product_mode():
-        out, jacobian_products = _linearize(fn, x, products)
-        return (z * jacobian_products(z)).sum(dim=(2, 3)).mean(0), out
-
-
-def _probes(kind: str, n_probes: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
-    shape = (n_probes, *x.shape)
-    if kind == "gaussian":
-        return torch.randn(shape, generator=generator, dtype=x.dtype, device=x.device)
-    bits = torch.randint(0, 2, shape, generator=generator, device=x.device)
-    return (2 * bits - 1).to(x.dtype)
-
-
 @dataclass(frozen=True)
 class LikelihoodResult:
     """Output of `solve_likelihood`: log_p (B,) float64 nats; prior (B,) = −N_b ln 4π;
@@ -285,7 +183,7 @@ def solve_likelihood(
     x0 = unit_state(spins, types)
     valid = types >= 0
     prior = -LOG_4PI * valid.sum(-1).to(torch.float64)
-    noise = _probes(probe, n_probes, x0, generator) if divergence == "hutchinson" else None
+    noise = draw_probes(probe, n_probes, x0, generator) if divergence == "hutchinson" else None
     n_max = max(int(valid.sum(-1).max()), 1)
 
     def rate(x: Tensor, types_: Tensor, t: float | Tensor, noise_: Tensor | None):
