@@ -114,9 +114,9 @@ def readout_molecule(checkpoint: str | Path, data_path: str | Path, out_dir: str
     target_groups = {name: groups[:, g].astype(np.float64) for g, name in enumerate(data.term_names)}
     bonded = sum(target_groups[f] for f in FAMILIES if f in target_groups)  # the force field
     fits = {"network": fit_forces(phi, score / beta), "oracle": fit_forces(phi, bonded)}
-    n_fit = len(train_x) if fit_frames is None else min(fit_frames, len(train_x))
-    fit_x = train_x[np.sort(rng.choice(len(train_x), size=n_fit, replace=False))
-                    ].astype(np.float64)
+    keep = slice(None) if fit_frames is None or fit_frames >= len(train_x) \
+        else np.sort(rng.choice(len(train_x), size=fit_frames, replace=False))
+    fit_x = train_x[keep].astype(np.float64)
     sums = normal_sums(basis, fit_x)
     fits["score_matching"] = score_matching_from_sums(sums.gram, sums.div) / beta
 
