@@ -77,11 +77,19 @@ def explicit_divergence(model: nn.Module, x: Tensor, types: Tensor, t: float | T
     """
     if not hasattr(model, "couplings"):
         return velocity_field(model, types, t, x.dtype)(x), x.new_zeros(x.shape[0])
+    w, t_batch = network_couplings(model, x, types, t)
+    score, div = pairwise_field(w, x)
+    return (-0.5 * t_batch)[:, None, None] * score, -0.5 * t_batch * div
+
+
+def network_couplings(model: nn.Module, x: Tensor, types: Tensor, t: float | Tensor
+                      ) -> tuple[Tensor, Tensor]:
+    """(W (B, N, N), t (B,)) in the dtype of x: the model's couplings at unit spins x (B, N, 3),
+    the network run in its own parameter dtype as in `velocity_field`."""
     t_batch = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
     model_dtype = network_dtype(model, x.dtype)
     w = model.couplings(x.to(model_dtype), types, t_batch.to(model_dtype)).to(x.dtype)
-    score, div = pairwise_field(w, x)
-    return (-0.5 * t_batch)[:, None, None] * score, -0.5 * t_batch * div
+    return w, t_batch
 
 
 def trajectory(model: nn.Module, x0: Tensor, types: Tensor, u_grid, *, rtol: float,
