@@ -133,10 +133,9 @@ def pairwise_control(model: nn.Module, x: Tensor, types: Tensor, t: float | Tens
     """
     w, t_batch = network_couplings(model, x, types, t)
     z = tangent_project(x, noise) * (types >= 0)[..., None].to(x.dtype)
-    h = w @ x  # (B, N, 3)
-    probes = (torch.einsum("bij,pbid,pbjd->pb", w, z, z)
-              - ((z * z).sum(-1) * (x * h).sum(-1)).sum(-1))  # (P, B)
-    exact = -2.0 * (x * h).sum(dim=(1, 2))
+    xh = (x * (w @ x)).sum(-1)  # (B, N): x_i·(W x)_i
+    probes = torch.einsum("bij,pbid,pbjd->pb", w, z, z) - ((z * z).sum(-1) * xh).sum(-1)
+    exact = -2.0 * xh.sum(-1)  # `pairwise_field`'s divergence
     return -0.5 * t_batch * (exact - probes.mean(0))
 
 
