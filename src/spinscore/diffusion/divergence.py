@@ -23,11 +23,11 @@ import contextlib
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import jvp, vjp, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from spinscore.diffusion.flow import Field, network_couplings
+from spinscore.diffusion.flow import Field
 from spinscore.geometry.sphere import tangent_project
 
 __all__ = ["divergence_exact", "divergence_hutchinson", "draw_probes", "pairwise_control",
@@ -50,17 +50,25 @@ def tangent_frame(x: Tensor) -> Tensor:
     return torch.stack([e1, e2], dim=-2)
 
 
-def _linearize(fn: Field, x: Tensor, products: str) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-    """fn(x) and a function mapping K stacked vectors (K, B, N, 3) to their Jacobian products.
+def _linearize(fn: Callable, x: Tensor, products: str, has_aux: bool = False
+               ) -> tuple[Tensor, object, Callable[[Tensor], Tensor]]:
+    """fn(x), its auxiliary output (None without `has_aux`), and a function mapping K stacked
+    vectors (K, B, N, 3) to their Jacobian products.
 
     "reverse": Jᵀ v by the pullback of one torch.func.vjp (the primal pass is done once and
     reused by every chunk of vectors); "forward": J v by torch.func.jvp. Only v·(J v) = v·(Jᵀ v)
-    is used, so either serves for traces. Call inside `_product_mode()`.
+    is used, so either serves for traces. With `has_aux`, fn returns (field, aux) and aux is
+    passed through undifferentiated (torch.func's has_aux). Call inside `_product_mode()`.
     """
     if products == "forward":
-        return fn(x), lambda vectors: vmap(lambda v: jvp(fn, (x,), (v,))[1])(vectors)
-    out, pullback = vjp(fn, x)
-    return out, lambda vectors: vmap(pullback)(vectors)[0]
+        out, aux = fn(x) if has_aux else (fn(x), None)
+        return out, aux, lambda vectors: vmap(
+            lambda v: jvp(fn, (x,), (v,), has_aux=has_aux)[1])(vectors)
+    if has_aux:
+        out, pullback, aux = vjp(fn, x, has_aux=True)
+    else:
+        (out, pullback), aux = vjp(fn, x), None
+    return out, aux, lambda vectors: vmap(pullback)(vectors)[0]
 
 
 @contextlib.contextmanager
@@ -93,7 +101,7 @@ def divergence_exact(fn: Field, x: Tensor, valid: Tensor, *, products: str = "re
     sites = torch.arange(n, device=x.device)
     div = torch.zeros(b, dtype=x.dtype, device=x.device)
     with _product_mode():
-        out, jacobian_products = _linearize(fn, x, products)
+        out, _, jacobian_products = _linearize(fn, x, products)
         for start in range(0, 2 * n, size):
             k = torch.arange(start, min(start + size, 2 * n), device=x.device)
             onehot = (sites[None, :] == (k // 2)[:, None]).to(x.dtype)  # (K, N)
@@ -102,37 +110,42 @@ def divergence_exact(fn: Field, x: Tensor, valid: Tensor, *, products: str = "re
     return div, out
 
 
-def divergence_hutchinson(fn: Field, x: Tensor, valid: Tensor, noise: Tensor, *,
-                          products: str = "reverse") -> tuple[Tensor, Tensor]:
+def divergence_hutchinson(fn: Callable, x: Tensor, valid: Tensor, noise: Tensor, *,
+                          products: str = "reverse", has_aux: bool = False) -> tuple:
     """Hutchinson estimate of the Riemannian divergence, and the field.
 
     noise: (P, B, N, 3) ambient probes ε (Rademacher or standard Gaussian); the probes are their
     tangent projections z = P(x) ε on the valid spins, E[z zᵀ] = P(x), so mean_p z·(J z) is an
-    unbiased estimate of the tangent trace. Returns (estimate (B,), fn(x) (B, N, 3)).
+    unbiased estimate of the tangent trace. Returns (estimate (B,), fn(x) (B, N, 3)); with
+    `has_aux`, fn returns (field, aux) and the result is (estimate, field, aux), as for
+    torch.func.vjp (`coupled_velocity_field`'s W, for `pairwise_control`).
     """
     z = tangent_project(x, noise) * valid[..., None].to(x.dtype)
     with _product_mode():
-        out, jacobian_products = _linearize(fn, x, products)
-        return (z * jacobian_products(z)).sum(dim=(2, 3)).mean(0), out
+        out, aux, jacobian_products = _linearize(fn, x, products, has_aux)
+        estimate = (z * jacobian_products(z)).sum(dim=(2, 3)).mean(0)
+    return (estimate, out, aux) if has_aux else (estimate, out)
 
 
 @torch.no_grad()
-def pairwise_control(model: nn.Module, x: Tensor, types: Tensor, t: float | Tensor,
-                     noise: Tensor) -> Tensor:
-    """The control variate of `divergence_hutchinson` for a model with couplings W: (B,).
+def pairwise_control(w: Tensor, x: Tensor, valid: Tensor, t: float | Tensor, noise: Tensor
+                     ) -> Tensor:
+    """The control variate of `divergence_hutchinson` for a velocity −½ t P_i Σ_j W_ij x_j: (B,).
 
-    For the velocity v = −½ t P_i Σ_j W_ij x_j with W held fixed the exact divergence is
-    t Σ_ij W_ij x_i·x_j (`pairwise_field`), and z·(J z) of a tangent probe z is
+    With W held fixed the exact divergence of that velocity is t Σ_ij W_ij x_i·x_j
+    (`pairwise_field`), and z·(J z) of a tangent probe z is
     −½ t (Σ_ij W_ij z_i·z_j − Σ_i |z_i|² x_i·(W x)_i) (D_z P_i = −(z_i x_iᵀ + x_i z_iᵀ),
     z_i·x_i = 0). Returns the exact value minus the mean of the latter over the probes
     z = P(x) ε of `noise` (P, B, N, 3), the probes of the estimate. Its mean over probes is zero
     (E[z_i z_jᵀ] = δ_ij P_i, W_ii = 0), so the estimate plus it stays unbiased, and it cancels
     the probes' noise on the explicit part of the divergence: what is left is their noise on
     the implicit part, the configuration dependence of W, which is small where W is nearly
-    constant (t → 0). x: (B, N, 3) unit spins; types (B, N), −1 on padding; t scalar or (B,).
+    constant (t → 0). w: (B, N, N) the network's couplings at x (`coupled_velocity_field`
+    gives them from the estimate's own forward pass); x: (B, N, 3) unit spins; valid: (B, N)
+    bool; t: diffusion time, scalar or (B,).
     """
-    w, t_batch = network_couplings(model, x, types, t)
-    z = tangent_project(x, noise) * (types >= 0)[..., None].to(x.dtype)
+    t_batch = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
+    z = tangent_project(x, noise) * valid[..., None].to(x.dtype)
     xh = (x * (w @ x)).sum(-1)  # (B, N): x_i·(W x)_i
     probes = torch.einsum("bij,pbid,pbjd->pb", w, z, z) - ((z * z).sum(-1) * xh).sum(-1)
     exact = -2.0 * xh.sum(-1)  # `pairwise_field`'s divergence

@@ -82,6 +82,21 @@ def explicit_divergence(model: nn.Module, x: Tensor, types: Tensor, t: float | T
     return (-0.5 * t_batch)[:, None, None] * score, -0.5 * t_batch * div
 
 
+def coupled_velocity_field(model: nn.Module, types: Tensor, t: float | Tensor, dtype: torch.dtype
+                           ) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """`velocity_field` with the couplings W the score is made of as a second output, both from
+    one pass (`model.score_and_couplings`): y ↦ (dx/du (B, N, 3), W (B, N, N)) in y's dtype."""
+    t_batch = torch.as_tensor(t, dtype=dtype, device=types.device).expand(types.shape[0])
+    scale = (-0.5 * t_batch)[:, None, None]
+    model_dtype = network_dtype(model, dtype)
+
+    def field(y: Tensor) -> tuple[Tensor, Tensor]:
+        s, w = model.score_and_couplings(y.to(model_dtype), types, t_batch.to(model_dtype))
+        return scale.to(y.dtype) * s.to(y.dtype), w.to(y.dtype)
+
+    return field
+
+
 def network_couplings(model: nn.Module, x: Tensor, types: Tensor, t: float | Tensor
                       ) -> tuple[Tensor, Tensor]:
     """(W (B, N, N), t (B,)) in the dtype of x: the model's couplings at unit spins x (B, N, 3),

@@ -88,6 +88,7 @@ from spinscore.diffusion.divergence import (
     tangent_frame,
 )
 from spinscore.diffusion.flow import (
+    coupled_velocity_field,
     explicit_divergence,
     pf_ode_trajectory,
     trajectory,
@@ -98,6 +99,7 @@ from spinscore.physics.exact import LOG_4PI
 
 __all__ = [
     "LikelihoodResult",
+    "coupled_velocity_field",
     "divergence_exact",
     "divergence_hutchinson",
     "explicit_divergence",
@@ -172,9 +174,10 @@ def solve_likelihood(
     Hutchinson, one probe costing about a forward pass) in the ODE state, error-controlled by
     the same solver with the absolute tolerance `log_p_atol`, default atol nats per spin, and no
     relative one. Hutchinson probes are drawn once from `generator` and kept along the
-    trajectory (the integrand must be a deterministic function of (u, x)); for a model with
-    couplings, `control_variate` adds `pairwise_control` to each estimate, which takes the
-    probes' noise off the explicit part of the divergence (unbiased either way).
+    trajectory (the integrand must be a deterministic function of (u, x)); for a model that
+    gives the couplings its score is made of (`score_and_couplings`, one pass for both),
+    `control_variate` adds `pairwise_control` to each estimate, which takes the probes' noise
+    off the explicit part of the divergence (unbiased either way).
     Returns a `LikelihoodResult`; log_p (B,) float64 in nats.
     """
     if not 0 < t_min < t_max:
@@ -193,13 +196,16 @@ def solve_likelihood(
 
     def rate(x: Tensor, types_: Tensor, t: float | Tensor, noise_: Tensor | None):
         """(d∫div/du (B',), dx/du (B', N, 3)) at unit spins x (B', N, 3), times t."""
-        fn = velocity_field(model, types_, t, x.dtype)
+        valid_ = types_ >= 0
         if noise_ is None:
-            return divergence_exact(fn, x, types_ >= 0, products=products, chunk=chunk)
-        estimate, v = divergence_hutchinson(fn, x, types_ >= 0, noise_, products=products)
-        if control_variate and hasattr(model, "couplings"):
-            estimate = estimate + pairwise_control(model, x, types_, t, noise_)
-        return estimate, v
+            return divergence_exact(velocity_field(model, types_, t, x.dtype), x, valid_,
+                                    products=products, chunk=chunk)
+        if not (control_variate and hasattr(model, "score_and_couplings")):
+            return divergence_hutchinson(velocity_field(model, types_, t, x.dtype), x, valid_,
+                                         noise_, products=products)
+        estimate, v, w = divergence_hutchinson(coupled_velocity_field(model, types_, t, x.dtype),
+                                               x, valid_, noise_, products=products, has_aux=True)
+        return estimate + pairwise_control(w, x, valid_, t, noise_), v
 
     u_min, u_max = math.log(t_min), math.log(t_max)
     if integrator == "augmented":

@@ -103,10 +103,15 @@ class PublishedMiniAF3(nn.Module):
                                                                   device=spins.device)
         return w * keep
 
+    def score_and_couplings(self, spins: Tensor, types: Tensor, t: Tensor
+                            ) -> tuple[Tensor, Tensor]:
+        """(score (B, N, 3), W (B, N, N)) from one pass: `forward` and `couplings` together."""
+        w = self.couplings(spins, types, t)
+        return tangent_project(spins, w @ spins), w
+
     def forward(self, spins: Tensor, types: Tensor, t: Tensor) -> Tensor:
         """Score (B, N, 3) = P_i sum_j W_ij S_j: tangent, zero on padding."""
-        w = self.couplings(spins, types, t)
-        return tangent_project(spins, w @ spins)
+        return self.score_and_couplings(spins, types, t)[0]
 
 
 def is_published_system(system) -> bool:

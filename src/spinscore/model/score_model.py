@@ -189,6 +189,17 @@ class ScoreModel(nn.Module):
             return self.output_scale.expand(t.shape)
         return self.output_scale / (1.0 + self.output_scale * t)
 
+    def score_and_couplings(self, spins: Tensor, types: Tensor, t: Tensor
+                            ) -> tuple[Tensor, Tensor]:
+        """(`forward`, `couplings`) from one pass of the network: the score (B, N, 3) and W
+        (B, N, N) it is made of (the likelihood's control variate takes W from the pass that
+        gives the score)."""
+        if self.cfg.pair_cutoff is not None:
+            w, table = self._neighbour_couplings(spins, types, t)
+            return neighbour_field(w, spins, table), dense_couplings(w, table)
+        w = self.couplings(spins, types, t)
+        return pairwise_field(w, spins)[0], w
+
     def forward(self, spins: Tensor, types: Tensor, t: Tensor) -> Tensor:
         """Score (B, N, 3): tangent at each spin, zero on padding. Units of 1/radian."""
         if self.cfg.pair_cutoff is not None:
