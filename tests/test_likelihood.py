@@ -15,9 +15,9 @@ from torch.func import jacrev
 
 from score_oracles import HeatKernelScore, random_directions
 from spinscore.config import ModelConfig
+from spinscore.diffusion.divergence import draw_probes
 from spinscore.diffusion.likelihood import (
     LOG_4PI,
-    coupled_velocity_field,
     divergence_exact,
     divergence_hutchinson,
     explicit_divergence,
@@ -221,7 +221,7 @@ def _single_probe_estimates(model, x, types, t, n_probes: int, seed: int):
     noise = (2 * torch.randint(0, 2, (n_probes, *x.shape), generator=g) - 1).to(x.dtype)
     plain = torch.stack([divergence_hutchinson(fn, x, valid, noise[k:k + 1])[0]
                          for k in range(n_probes)])
-    coupled = coupled_velocity_field(model, types, t, torch.float64)
+    coupled = velocity_field(model, types, t, torch.float64, with_couplings=True)
     controlled = []
     for k in range(n_probes):
         estimate, v, w = divergence_hutchinson(coupled, x, valid, noise[k:k + 1], has_aux=True)
@@ -230,19 +230,19 @@ def _single_probe_estimates(model, x, types, t, n_probes: int, seed: int):
 
 
 @pytest.mark.parametrize("products", ["reverse", "forward"])
-def test_coupled_velocity_field_is_the_velocity_with_its_couplings(products):
+def test_velocity_field_with_couplings_is_the_velocity_and_its_couplings(products):
     """The field that hands W to the control variate is the velocity field itself (same
     estimate, same velocity, either product mode), and its W is the network's."""
     model = small_score_model(seed=6)
     x, types = random_batch(2, 6, seed=13)
     types[1, 5:] = -1
     valid, t = types >= 0, torch.tensor([0.02, 0.4], dtype=torch.float64)
-    noise = (2 * torch.randint(0, 2, (3, *x.shape), generator=torch.Generator().manual_seed(14))
-             - 1).to(x.dtype)
+    noise = draw_probes("rademacher", 3, x, torch.Generator().manual_seed(14))
     plain, v = divergence_hutchinson(velocity_field(model, types, t, x.dtype), x, valid, noise,
                                      products=products)
-    estimate, v_aux, w = divergence_hutchinson(coupled_velocity_field(model, types, t, x.dtype),
-                                               x, valid, noise, products=products, has_aux=True)
+    coupled = velocity_field(model, types, t, x.dtype, with_couplings=True)
+    estimate, v_aux, w = divergence_hutchinson(coupled, x, valid, noise, products=products,
+                                               has_aux=True)
     assert torch.allclose(estimate, plain, rtol=1e-10, atol=1e-12)
     assert torch.allclose(v_aux, v, rtol=1e-10, atol=1e-14)
     assert torch.allclose(w, model.couplings(x, types, t), rtol=1e-12, atol=1e-14)

@@ -16,8 +16,13 @@ import torch
 from conftest import PAPER_SYSTEM, SMALL_SIMULATION, write_config
 from spinscore.checkpoints import build_model, load_model, save_checkpoint
 from spinscore.config import ModelConfig, load_config, parse_config
-from spinscore.diffusion.divergence import divergence_exact, divergence_hutchinson, pairwise_control
-from spinscore.diffusion.flow import coupled_velocity_field, velocity_field
+from spinscore.diffusion.divergence import (
+    divergence_exact,
+    divergence_hutchinson,
+    draw_probes,
+    pairwise_control,
+)
+from spinscore.diffusion.flow import velocity_field
 from spinscore.diffusion.losses import dsm_loss_sum
 from spinscore.diffusion.sde import perturb
 from spinscore.errors import ConfigError, SpinscoreError
@@ -103,9 +108,8 @@ def test_score_and_couplings_are_forward_and_couplings_and_serve_the_control_var
         torch.testing.assert_close(w, model.couplings(spins, types, t), rtol=0, atol=1e-12)
     valid = types >= 0
     exact, _ = divergence_exact(velocity_field(model, types, t, torch.float64), spins, valid)
-    noise = (2 * torch.randint(0, 2, (400, *spins.shape), generator=torch.Generator()
-                               .manual_seed(3)) - 1).to(spins.dtype)
-    field = coupled_velocity_field(model, types, t, torch.float64)
+    noise = draw_probes("rademacher", 400, spins, torch.Generator().manual_seed(3))
+    field = velocity_field(model, types, t, torch.float64, with_couplings=True)
     single = []
     for k in range(0, 400, 20):  # means of 20 probes each
         estimate, _, w_aux = divergence_hutchinson(field, spins, valid, noise[k:k + 20],

@@ -118,7 +118,7 @@ def divergence_hutchinson(fn: Callable, x: Tensor, valid: Tensor, noise: Tensor,
     tangent projections z = P(x) ε on the valid spins, E[z zᵀ] = P(x), so mean_p z·(J z) is an
     unbiased estimate of the tangent trace. Returns (estimate (B,), fn(x) (B, N, 3)); with
     `has_aux`, fn returns (field, aux) and the result is (estimate, field, aux), as for
-    torch.func.vjp (`coupled_velocity_field`'s W, for `pairwise_control`).
+    torch.func.vjp (`velocity_field(..., with_couplings=True)`'s W, for `pairwise_control`).
     """
     z = tangent_project(x, noise) * valid[..., None].to(x.dtype)
     with _product_mode():
@@ -140,9 +140,9 @@ def pairwise_control(w: Tensor, x: Tensor, valid: Tensor, t: float | Tensor, noi
     (E[z_i z_jᵀ] = δ_ij P_i, W_ii = 0), so the estimate plus it stays unbiased, and it cancels
     the probes' noise on the explicit part of the divergence: what is left is their noise on
     the implicit part, the configuration dependence of W, which is small where W is nearly
-    constant (t → 0). w: (B, N, N) the network's couplings at x (`coupled_velocity_field`
-    gives them from the estimate's own forward pass); x: (B, N, 3) unit spins; valid: (B, N)
-    bool; t: diffusion time, scalar or (B,).
+    constant (t → 0). w: (B, N, N) the network's couplings at x (`velocity_field` with
+    `with_couplings` gives them from the estimate's own forward pass); x: (B, N, 3) unit
+    spins; valid: (B, N) bool; t: diffusion time, scalar or (B,).
     """
     t_batch = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
     z = tangent_project(x, noise) * valid[..., None].to(x.dtype)

@@ -26,21 +26,27 @@ def network_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:
     return default if param is None else param.dtype
 
 
-def velocity_field(model: nn.Module, types: Tensor, t: float | Tensor, dtype: torch.dtype) -> Field:
+def velocity_field(model: nn.Module, types: Tensor, t: float | Tensor, dtype: torch.dtype, *,
+                   with_couplings: bool = False) -> Callable:
     """The probability-flow velocity in u = ln t: y ↦ dx/du = −½ t s_θ(y, t).
 
     types: (B, N) long, −1 on padding; t: diffusion time, a scalar or one per configuration
     (B,). The returned function maps unit spins (B, N, 3) of any float dtype to (B, N, 3) in
     that dtype (units rad per unit of u), tangent at y and zero on padding; the network runs in
-    its own parameter dtype.
+    its own parameter dtype. `with_couplings`: for a model with `score_and_couplings`, the
+    function returns (velocity, W (B, N, N) in y's dtype), the couplings the score is made of,
+    from the same pass.
     """
     t_batch = torch.as_tensor(t, dtype=dtype, device=types.device).expand(types.shape[0])
     scale = (-0.5 * t_batch)[:, None, None]
     model_dtype = network_dtype(model, dtype)
 
-    def field(y: Tensor) -> Tensor:
-        s = model(y.to(model_dtype), types, t_batch.to(model_dtype))
-        return scale.to(y.dtype) * s.to(y.dtype)
+    def field(y: Tensor):
+        y_net, t_net = y.to(model_dtype), t_batch.to(model_dtype)
+        if with_couplings:
+            s, w = model.score_and_couplings(y_net, types, t_net)
+            return scale.to(y.dtype) * s.to(y.dtype), w.to(y.dtype)
+        return scale.to(y.dtype) * model(y_net, types, t_net).to(y.dtype)
 
     return field
 
@@ -80,21 +86,6 @@ def explicit_divergence(model: nn.Module, x: Tensor, types: Tensor, t: float | T
     w, t_batch = network_couplings(model, x, types, t)
     score, div = pairwise_field(w, x)
     return (-0.5 * t_batch)[:, None, None] * score, -0.5 * t_batch * div
-
-
-def coupled_velocity_field(model: nn.Module, types: Tensor, t: float | Tensor, dtype: torch.dtype
-                           ) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
-    """`velocity_field` with the couplings W the score is made of as a second output, both from
-    one pass (`model.score_and_couplings`): y ↦ (dx/du (B, N, 3), W (B, N, N)) in y's dtype."""
-    t_batch = torch.as_tensor(t, dtype=dtype, device=types.device).expand(types.shape[0])
-    scale = (-0.5 * t_batch)[:, None, None]
-    model_dtype = network_dtype(model, dtype)
-
-    def field(y: Tensor) -> tuple[Tensor, Tensor]:
-        s, w = model.score_and_couplings(y.to(model_dtype), types, t_batch.to(model_dtype))
-        return scale.to(y.dtype) * s.to(y.dtype), w.to(y.dtype)
-
-    return field
 
 
 def network_couplings(model: nn.Module, x: Tensor, types: Tensor, t: float | Tensor

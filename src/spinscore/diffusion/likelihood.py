@@ -88,7 +88,6 @@ from spinscore.diffusion.divergence import (
     tangent_frame,
 )
 from spinscore.diffusion.flow import (
-    coupled_velocity_field,
     explicit_divergence,
     pf_ode_trajectory,
     trajectory,
@@ -99,7 +98,6 @@ from spinscore.physics.exact import LOG_4PI
 
 __all__ = [
     "LikelihoodResult",
-    "coupled_velocity_field",
     "divergence_exact",
     "divergence_hutchinson",
     "explicit_divergence",
@@ -203,8 +201,9 @@ def solve_likelihood(
         if not (control_variate and hasattr(model, "score_and_couplings")):
             return divergence_hutchinson(velocity_field(model, types_, t, x.dtype), x, valid_,
                                          noise_, products=products)
-        estimate, v, w = divergence_hutchinson(coupled_velocity_field(model, types_, t, x.dtype),
-                                               x, valid_, noise_, products=products, has_aux=True)
+        coupled = velocity_field(model, types_, t, x.dtype, with_couplings=True)
+        estimate, v, w = divergence_hutchinson(coupled, x, valid_, noise_, products=products,
+                                               has_aux=True)
         return estimate + pairwise_control(w, x, valid_, t, noise_), v
 
     u_min, u_max = math.log(t_min), math.log(t_max)
