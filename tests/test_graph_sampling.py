@@ -166,6 +166,15 @@ def test_invalid_geometries_give_one_line_and_exit_2(tmp_path):
         "asymmetric": {**base, "couplings": {1: {"AA": 1.0}, 2: {"AA": 0.5}},
                        "graph": write_graph(tmp_path / "bad.json", 3,
                                             [(0, 1, 1), (1, 0, 2), (1, 2, 1)])},
+        # YAML's true, "1" and 1.0 are not integers (read_graph refuses them too)
+        "boolean shell": {**base, "couplings": {1: {"AA": 1.0}},
+                          "graph": {"sites": 3, "pairs": [[0, 1, True], [1, 2, 1]]}},
+        "string site": {**base, "couplings": {1: {"AA": 1.0}},
+                        "graph": {"sites": 3, "pairs": [[0, "1", 1], [1, 2, 1]]}},
+        "float size": {**base, "couplings": {1: {"AA": 1.0}},
+                       "lattice": {"kind": "square", "size": [3.0, 3], "boundary": "open"}},
+        "boolean size": {**base, "couplings": {1: {"AA": 1.0}},
+                         "lattice": {"kind": "square", "size": [True, 3], "boundary": "open"}},
     }
     for name, system in cases.items():
         cfg = tmp_path / f"{name}.yaml"

@@ -15,7 +15,7 @@ from spinscore.systems.base import Pairs, check_colouring
 from spinscore.systems.chain import Chain
 from spinscore.systems.colouring import greedy_colouring
 from spinscore.systems.graph import Graph, hop_distances, read_graph
-from spinscore.systems.lattice import Lattice
+from spinscore.systems.lattice import Lattice, shell_table
 
 R2, R3, R5, R7 = np.sqrt([2.0, 3.0, 5.0, 7.0])
 # kind: (periodic size big enough for 4 shells, neighbours per shell 1..4, shell distances)
@@ -116,18 +116,39 @@ def test_the_chain_lattice_is_the_chain():
     assert ring[0, 8] == 1 and ring[0, 4] == 4 and ring[0, 5] == 4
 
 
-def test_periodic_displacements_are_the_minimum_image():
-    lattice = Lattice("triangular", (5, 7), "periodic", 1, 1)
+# skewed and elongated: the minimum image lies up to 7 periods away along the short axis
+@pytest.mark.parametrize("kind, size", [("triangular", (5, 7)), ("triangular", (3, 21)),
+                                        ("honeycomb", (16, 3)), ("kagome", (3, 16))])
+def test_periodic_displacements_are_the_minimum_image(kind, size):
+    lattice = Lattice(kind, size, "periodic", 1, 1)
     pos, disp = lattice.positions(), lattice.displacements()
     period = np.asarray(lattice.size)[:, None] * lattice.vectors  # (2, 2)
     best = np.full(disp.shape[:2], np.inf)
-    for shift in itertools.product(range(-2, 3), repeat=2):
+    for shift in itertools.product(range(-9, 10), repeat=2):
         image = pos[None] - pos[:, None] + np.asarray(shift) @ period
         best = np.minimum(best, np.linalg.norm(image, axis=-1))
     np.testing.assert_allclose(np.linalg.norm(disp, axis=-1), best, atol=1e-9)
     # each displacement is a true one: r_i + d_ij equals r_j up to a period
     frac = (pos[:, None] + disp - pos[None]) @ np.linalg.inv(period)
     np.testing.assert_allclose(frac, np.round(frac), atol=1e-9)
+    # the pair features are the shells (distinct distances of the infinite lattice) of those
+    shells = shell_table(kind, radius=best.max() + 1)
+    expected = np.abs(best[..., None] - shells).argmin(-1) + 1
+    np.fill_diagonal(expected, 0)
+    np.testing.assert_array_equal(lattice.pair_features(lattice.max_sites), expected)
+
+
+@pytest.mark.parametrize("kind, size", [("triangular", (4, 16)), ("kagome", (3, 12)),
+                                        ("square", (4, 6))])
+def test_pair_displacements_are_translation_invariant(kind, size):
+    """Where several images tie (here up to four on elongated skewed lattices), the average
+    over all of them depends only on where j sits relative to i."""
+    lattice = Lattice(kind, size, "periodic", 1, 1)
+    sites = np.arange(lattice.max_sites)
+    disp = lattice.pair_displacements(sites[:, None], sites[None, :])
+    np.testing.assert_allclose(disp, -disp.transpose(1, 0, 2), atol=1e-12)
+    for perm in lattice.translations():
+        np.testing.assert_allclose(disp[np.ix_(perm, perm)], disp, atol=1e-9)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -237,6 +237,18 @@ def test_lattice_neighbour_table_is_the_one_of_the_dense_features(kind, boundary
             np.testing.assert_array_equal(feature, expected[1], err_msg=f"{size} {cutoff}")
 
 
+@pytest.mark.parametrize("kind, size", [("triangular", (3, 21)), ("kagome", (3, 16))])
+def test_neighbour_table_on_elongated_skewed_lattices(kind, size):
+    """Where the minimum image lies several periods away, both routes still agree."""
+    lattice = Lattice(kind, size, "periodic", n_types=2, n_shells=1)
+    n = lattice.max_sites
+    for cutoff in (7, 20, 60):
+        index, feature = lattice.neighbour_table(n, cutoff)
+        expected = SpinSystem.neighbour_table(lattice, n, cutoff)
+        np.testing.assert_array_equal(index, expected[0], err_msg=f"{cutoff}")
+        np.testing.assert_array_equal(feature, expected[1], err_msg=f"{cutoff}")
+
+
 def test_neighbour_lists_are_ordered_by_feature_then_site():
     index, feature = Chain(2, 2, (5, 10)).neighbour_table(6, 2)
     np.testing.assert_array_equal(index[2], [2, 1, 3, 0, 4])

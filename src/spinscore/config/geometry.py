@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 # sites per unit cell and dimension of each lattice kind
 LATTICE_KINDS = {"chain": (1, 1), "square": (1, 2), "triangular": (1, 2), "honeycomb": (2, 2),
@@ -27,7 +27,7 @@ class LatticeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["chain", "square", "triangular", "honeycomb", "kagome", "cubic"]
-    size: tuple[int, ...]
+    size: tuple[StrictInt, ...]  # strict: YAML's true or "3" is not a size
     boundary: Literal["open", "periodic"] = "open"
 
     @model_validator(mode="after")
@@ -59,8 +59,8 @@ class GraphConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    sites: int = Field(ge=2)
-    pairs: tuple[tuple[int, int, int], ...]
+    sites: StrictInt = Field(ge=2)  # strict, as `systems.graph.read_graph`: no true, "1", 1.0
+    pairs: tuple[tuple[StrictInt, StrictInt, StrictInt], ...]
     file: str | None = None  # where the graph was read from, for messages
 
     @field_validator("pairs")

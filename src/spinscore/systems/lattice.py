@@ -240,7 +240,8 @@ class Lattice(FixedSites):
         """Candidate displacements r_j - r_i (..., d) of the site pairs (i, j) (int arrays
         of one broadcast shape), one at a time: the plain difference on open boundaries;
         under periodic ones the difference wrapped to [-L/2, L/2] cells first, then that
-        shifted by -1 and +1 periods along each axis (the shortest is the minimum image)."""
+        shifted by every period vector that can give a shorter image (`_period_shifts`), so
+        the shortest candidate is the minimum image and every tied one is among them."""
         frac = self.positions() @ np.linalg.inv(self.vectors)
         delta = frac[j] - frac[i]
         if not self.periodic:
@@ -248,13 +249,29 @@ class Lattice(FixedSites):
             return
         size = np.asarray(self.size, dtype=float)
         delta -= size * np.round(delta / size)
-        for shift in itertools.product((0, -1, 1), repeat=self.dim):
-            yield (delta + size * np.asarray(shift)) @ self.vectors
+        for shift in self._period_shifts():
+            yield (delta + size * shift) @ self.vectors
+
+    def _period_shifts(self) -> np.ndarray:
+        """(K, d) shifts n (in periods: n_d L_d cells along axis d) that can turn a difference
+        wrapped to [-L/2, L/2] cells into its minimum image, by their largest |n_d|: (0, ..., 0)
+        first, then those within one period (in the order 0, -1, +1 per axis), and so on.
+
+        With S the supercell (rows L_d a_d) and R the longest wrapped difference, the minimum
+        image v of a wrapped difference w has |v| <= |w| <= R, so the shift v - w = n S has
+        length <= 2R and |n_d| <= 2R |(S^-1)_{:, d}|. On a skewed, elongated lattice that
+        exceeds 1 (a triangular 3 x 21 needs up to 7 periods along its short axis)."""
+        supercell = np.asarray(self.size, dtype=float)[:, None] * self.vectors  # (d, d)
+        corners = np.array(list(itertools.product((-0.5, 0.5), repeat=self.dim)))
+        reach = 2.0 * np.linalg.norm(corners @ supercell, axis=1).max()
+        bound = np.floor(reach * np.linalg.norm(np.linalg.inv(supercell), axis=0) + 1e-9)
+        axes = [sorted(range(-int(m), int(m) + 1), key=lambda n: (abs(n), n > 0)) for m in bound]
+        shifts = np.array(list(itertools.product(*axes)), dtype=float)
+        return shifts[np.argsort(np.abs(shifts).max(axis=1), kind="stable")]
 
     def displacements(self) -> np.ndarray:
         """(N, N, d) displacement r_j - r_i of every pair; under periodic boundaries the
-        minimum image (the shortest over the images the wrap to [-L/2, L/2] cells and the
-        neighbouring periods give; the first shortest on ties)."""
+        minimum image (the shortest of `_images`; the first shortest on ties)."""
         sites = np.arange(self.max_sites)
         images = self._images(sites[:, None], sites[None, :])
         best = next(images)
