@@ -149,6 +149,25 @@ def test_chirality_reversals_count_helix_domain_walls():
         assert int(chirality_reversals(torch.as_tensor(spins))) == expected[name]
 
 
+@pytest.mark.parametrize("j", [(-1.0, -1.0, -1.0), (1.0, 0.7, -1.3)])
+@pytest.mark.parametrize("beta", [2.0, 20.0, 40.0])
+def test_ring_log_z_of_a_frustrated_triangle_is_the_integral(j, beta):
+    """A triangle whose couplings multiply to a negative number (frustrated: the Legendre
+    terms alternate and cancel to ~e^{-cK} of the largest) against an independent 1-D
+    integral: S_1 integrated out exactly, 4 pi sinh|h| / |h| with h = K12 S_2 + K31 S_3, then
+    S_2 along z and S_3 at c = S_2 . S_3 (Gauss-Legendre, in logarithms)."""
+    from scipy.special import logsumexp
+
+    from spinscore.physics.exact import LOG_4PI, log_sinhc, ring_log_z
+
+    k12, k23, k31 = beta * np.asarray(j)
+    c, w = np.polynomial.legendre.leggauss(2000)
+    h = np.sqrt(k12**2 + k31**2 + 2 * k12 * k31 * c)
+    log_integrand = k23 * c + log_sinhc(h)
+    integral = 3 * LOG_4PI - np.log(2.0) + logsumexp(log_integrand, b=w)
+    assert ring_log_z(np.asarray(j), beta) == pytest.approx(integral, rel=1e-11, abs=1e-11)
+
+
 def test_ring_log_z_is_the_open_chain_when_one_bond_is_cut_even_when_strongly_coupled():
     """A ring with one zero bond is an open chain: ln Z = N ln 4pi + sum_b ln(sinh K_b / K_b),
     also where sum |K| is far beyond exp's range (it overflowed before), and with a sign

@@ -17,7 +17,7 @@ The plateau is a mean, and a mean of log p is biased: with log p_θ = log p_α +
 error per configuration, normalisation forces E_{p_α}[e^ε] = 1, so E[ε] = −KL(p_α ‖ p_θ)
 ≈ −Var ε / 2 < 0. The plateau sits below −ln Z(αβ) by the KL divergence however accurate the
 normalisation. The same identity gives an unbiased plateau, the log-mean-exp of the invariant,
-−ln mean(e^{log p + αβE}) → −ln Z(αβ) ("plateau_lme"; exact at α = 1, and up to the
+ln mean(e^{log p + αβE}) → −ln Z(αβ) ("plateau_lme"; exact at α = 1, and up to the
 difference between the samples' β and αβ otherwise). The model's own ln Z, free of α and of
 that bias, is the reverse importance
 identity on the samples at the data temperature (`reverse_importance_log_z`):

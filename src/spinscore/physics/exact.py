@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import ive
+from scipy.special import ive, logsumexp
 
 LOG_4PI = math.log(4 * math.pi)  # ln Z of a free unit spin: the log of the area of S^2
 
@@ -63,21 +63,57 @@ def ring_log_z(bond_j: np.ndarray, beta: float) -> float:
     """Exact ln Z of a ring of unit spins with couplings `bond_j` (N,) around the loop at `beta`:
     (4 pi)^N sum_l (2l + 1) prod_b i_l(beta J_b), from exp(K cos t) = sum_l (2l + 1) i_l(K)
     P_l(cos t) and the addition theorem around the loop (i_l the modified spherical Bessel
-    functions, l < 80). Summed in logarithms with exponentially scaled Bessel functions, so
-    strong couplings do not overflow."""
-    ell = np.arange(80)[:, None]
-    k = beta * np.asarray(bond_j, dtype=float)[None, :]
-    ak = np.abs(k)
+    functions, l < `_ring_terms`). Summed in logarithms with exponentially scaled Bessel
+    functions, so strong couplings do not overflow. A frustrated ring (prod_b J_b < 0: the terms
+    alternate in sign and cancel to ~e^{-c K} of the largest) is summed by mpmath at a precision
+    that carries the cancellation."""
+    k = beta * np.asarray(bond_j, dtype=float)
+    n_terms = _ring_terms(k)
+    if np.prod(np.sign(k)) < 0:
+        return len(k) * LOG_4PI + _frustrated_ring_log_sum(k, n_terms)
+    ell = np.arange(n_terms)[:, None]
+    ak = np.abs(k)[None, :]
     safe = np.where(ak > 0, ak, 1.0)
-    # ln |i_l(K)| = ln sqrt(pi / 2K) + ln I_{l+1/2}(K) e^{-K} + K; i_l(0) = [l = 0]
+    # ln i_l(K) = ln sqrt(pi / 2K) + ln I_{l+1/2}(K) e^{-K} + K; i_l(0) = [l = 0]
     with np.errstate(divide="ignore"):
         log_i = np.where(ak > 0, 0.5 * np.log(np.pi / (2 * safe)) + np.log(ive(ell + 0.5, safe))
                          + safe, np.where(ell == 0, 0.0, -np.inf))
-    sign = np.prod(np.where((k < 0) & (ell % 2 == 1), -1.0, 1.0), axis=1)  # i_l(-K) = (-1)^l i_l(K)
+    # i_l(-K) = (-1)^l i_l(K): with an even number of negative bonds every term is positive
     log_terms = np.log(2 * ell[:, 0] + 1) + log_i.sum(axis=1)
-    top = np.max(log_terms)
-    total = np.sum(sign * np.exp(log_terms - top))
-    return len(bond_j) * LOG_4PI + float(top + np.log(total))
+    return len(k) * LOG_4PI + float(logsumexp(log_terms))
+
+
+def _ring_terms(k: np.ndarray) -> int:
+    """Terms l < L of the ring's sum: i_l(K) / i_0(K) ~ exp(-l^2 / 2K) once l > sqrt(K), so
+    10 sqrt(max |K|) leaves < e^-50 of the sum out."""
+    return 80 + int(10 * math.sqrt(float(np.max(np.abs(k), initial=0.0))))
+
+
+def _frustrated_ring_log_sum(k: np.ndarray, n_terms: int) -> float:
+    """ln sum_l (2l + 1) prod_b i_l(K_b) for K (N,) with prod_b K_b < 0, in mpmath with ~30
+    digits beyond the cancellation (the largest terms exceed the sum by up to ~e^{sum |K|})."""
+    import mpmath  # only this oracle needs it
+
+    with mpmath.workdps(30 + int(np.sum(np.abs(k)) / math.log(10))):
+        kk = [mpmath.mpf(float(x)) for x in k]
+        total = mpmath.mpf(0)
+        for ell in range(n_terms):
+            term = mpmath.mpf(2 * ell + 1)
+            for x in kk:
+                term *= _spherical_i(ell, x) if x != 0 else (1 if ell == 0 else 0)
+            total += term
+        if total <= 0:
+            raise ArithmeticError(f"ring_log_z: the alternating sum came out {total}; "
+                                  "raise the precision")
+        return float(mpmath.log(total))
+
+
+def _spherical_i(ell: int, x):
+    """i_l(x) = sqrt(pi / 2x) I_{l+1/2}(x) in mpmath, odd/even in x as (-1)^l."""
+    import mpmath
+
+    value = mpmath.sqrt(mpmath.pi / (2 * abs(x))) * mpmath.besseli(ell + 0.5, abs(x))
+    return -value if x < 0 and ell % 2 else value
 
 
 def nn_chain_mean_energy(bond_j, beta: float) -> float:
@@ -95,7 +131,8 @@ def nn_chain_heat_capacity(bond_j, beta: float) -> float:
     """Heat capacity C = d<E>/dT (k_B = 1) of an open nearest-neighbour chain."""
     k = np.abs(beta * np.asarray(bond_j, dtype=float))
     ks = np.where(k < 1e-4, 1.0, k)
-    term = np.where(k < 1e-4, k**2 / 3.0, 1.0 - ks**2 / np.sinh(np.minimum(ks, 700)) ** 2)
+    k_over_sinh = 2.0 * ks * np.exp(-ks) / -np.expm1(-2.0 * ks)  # K / sinh K, no overflow
+    term = np.where(k < 1e-4, k**2 / 3.0, 1.0 - k_over_sinh**2)
     return float(np.sum(term))
 
 
