@@ -246,15 +246,18 @@ def trained(tmp_path_factory, small_dataset):
 
 @pytest.fixture(scope="module")
 def foreign_data(tmp_path_factory):
-    """Data sets of other systems: other couplings, another temperature, three site types."""
+    """Data sets of other systems: other couplings, another temperature, three site types, a
+    ring (the same types and range on another geometry)."""
     from conftest import make_config
     from spinscore.sampling.simulate import simulate_dataset
 
     root = tmp_path_factory.mktemp("foreign")
     couplings = copy.deepcopy(PAPER_SYSTEM)
     couplings["couplings"][1]["AA"] = 0.7
+    ring = {k: v for k, v in PAPER_SYSTEM.items() if k != "length"}  # same types and range
     systems = {"couplings": couplings, "temperature": {**PAPER_SYSTEM, "temperature": 0.1},
-               "types": SYSTEM3}
+               "types": SYSTEM3,
+               "ring": {**ring, "lattice": {"kind": "chain", "size": [12], "boundary": "periodic"}}}
     paths = {}
     for name, system in systems.items():
         paths[name] = root / f"{name}.h5"
@@ -332,6 +335,9 @@ DATA = [  # (command, data set, expected text)
     ("extract", "types", "site types ['A', 'B', 'C'] do not match"),
     ("partition", "couplings", "couplings differ"),
     ("partition", "types", "site types ['A', 'B', 'C'] do not match"),
+    ("extract", "ring", "data on a periodic chain lattice; the checkpoint was trained on a chain"),
+    ("partition", "ring", "data on a periodic chain lattice; the checkpoint was trained on a "
+     "chain"),
 ]
 
 

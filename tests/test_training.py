@@ -52,6 +52,33 @@ def test_resume_gives_the_same_weights(tmp_path, small_dataset):
     assert (tmp_path / "a" / "loss_curve.png").exists()
 
 
+def test_resume_refuses_other_training_settings_and_overwrite_starts_clean(tmp_path,
+                                                                           small_dataset):
+    """A resumed run must be the run started: another seed, learning rate or noise schedule
+    is one error (when checkpoints are kept may change); --overwrite leaves nothing of the old
+    run behind (its finished checkpoint, summary and loss curve)."""
+    cfg, _, _ = tiny_config(tmp_path)
+    train(cfg, small_dataset, tmp_path / "a", progress=False)
+    assert (tmp_path / "a" / "train_summary.json").exists()
+    stopped = tmp_path / "b"
+    train(cfg, small_dataset, stopped, progress=False, max_steps=3)
+    for section, key, value in (("train", "seed", 5), ("train", "lr", 0.5),
+                                ("diffusion", "antithetic", not cfg.diffusion.antithetic)):
+        other = cfg.model_copy(update={section: getattr(cfg, section).model_copy(
+            update={key: value})})
+        with pytest.raises(SpinscoreError, match=f"{section}.{key} was"):
+            train(other, small_dataset, stopped, resume=True, progress=False)
+    assert weights(stopped)["step"] == 3  # nothing changed by the refusals
+    kept = cfg.model_copy(update={"train": cfg.train.model_copy(update={"checkpoint_every": 3})})
+    train(kept, small_dataset, stopped, resume=True, progress=False)
+    assert weights(stopped)["step"] == 8
+    seeded = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": 5})})
+    train(seeded, small_dataset, tmp_path / "a", overwrite=True, progress=False, max_steps=2)
+    assert weights(tmp_path / "a")["step"] == 2
+    assert not (tmp_path / "a" / "train_summary.json").exists()
+    assert not (tmp_path / "a" / "loss_curve.png").exists()
+
+
 def test_early_checkpoint_is_the_state_at_its_step(tmp_path, small_dataset):
     """early.pt holds the run at round(fraction x steps), whether or not the run crashed."""
     cfg, _, _ = tiny_config(tmp_path, early_checkpoint=0.25)  # 8 steps: kept after step 2

@@ -212,6 +212,18 @@ def check_compatible(meta: dict[str, Any], types: tuple[str, ...], max_range: in
                              f"checkpoint's {meta['max_range']}")
 
 
+def check_geometry(model_system, data_system, what: str) -> None:
+    """Refuse data of another geometry than the checkpoint was trained on: a chain model on a
+    lattice, a square-lattice model on a triangular one, a lattice model on a graph. The size
+    may differ (a lattice model reads a larger lattice of its kind). Both SystemConfig."""
+    def kind(s) -> str:
+        return (f"{s.lattice.boundary} {s.lattice.kind} lattice" if s.lattice is not None
+                else s.geometry)
+    if kind(model_system) != kind(data_system):
+        raise SpinscoreError(f"{what}: data on a {kind(data_system)}; the checkpoint was "
+                             f"trained on a {kind(model_system)}")
+
+
 def load_model_for_sequence(checkpoint: str | Path, data: str | Path, sequence_index: int):
     """The model of `checkpoint` and one sequence of the data set `data`, checked to fit.
 
@@ -224,6 +236,7 @@ def load_model_for_sequence(checkpoint: str | Path, data: str | Path, sequence_i
     model, config, meta = load_model(checkpoint)
     ds = read_dataset(data, fields=("types", "length"))
     check_compatible(meta, ds.config.system.types, ds.config.system.max_range, str(data))
+    check_geometry(config.system, ds.config.system, str(data))
     if not 0 <= sequence_index < len(ds.length):
         raise SpinscoreError(f"{data}: sequence index {sequence_index} out of range (the file "
                              f"holds {len(ds.length)} sequences)")

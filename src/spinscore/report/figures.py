@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from spinscore.io import atomic_write_bytes  # noqa: E402
 
 
 def dataset_figure(
@@ -100,9 +105,12 @@ def dataset_figure(
 
 
 def save_figure(fig: Figure, path) -> None:
-    """Save as PNG and release the figure's memory."""
-    fig.savefig(path, dpi=110)
+    """Save as PNG, atomically (a crash leaves the old file or the new one, never half of
+    one), and release the figure's memory."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
+    atomic_write_bytes(Path(path), png.getvalue())
 
 
 def loss_curve_figure(samples: np.ndarray, loss: np.ndarray, loss_t: np.ndarray) -> Figure:

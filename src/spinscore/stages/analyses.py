@@ -68,6 +68,7 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
         model, run_config, meta = checkpoints.load_model(checkpoint)
         model = CouplingsMemo(model)  # nine walks over the test set at three times
         checkpoints.check_compatible(meta, system.types, system.max_range, str(data))
+        checkpoints.check_geometry(run_config.system, system, str(data))
         t_eval, t_extrapolate = _readout_times(run_config.analysis, meta, t_eval, t_extrapolate)
         result, profile = _network_extraction(model, meta, ds, t_eval, n_boot, batch_size,
                                               progress, t_extrapolate, wide, true_range)
@@ -180,6 +181,8 @@ def ood(checkpoint, data, ood_paths: dict[str, str], out, t_eval: float | None =
     t_eval = _readout_times(run_config.analysis, meta, t_eval, None)[0]
     in_data = read_dataset(data)
     sets = {name: read_dataset(path) for name, path in ood_paths.items()}
+    for path, ds in [(data, in_data), *((ood_paths[k], v) for k, v in sets.items())]:
+        checkpoints.check_geometry(run_config.system, ds.config.system, str(path))
     summary, flags = ood_report(CouplingsMemo(model), meta, in_data, sets, t_eval, progress)
     summary["checkpoint"] = str(checkpoint)
     out = Path(out)

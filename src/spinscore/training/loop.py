@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
 import os
 import time
@@ -36,9 +37,15 @@ from spinscore.config import RunConfig
 from spinscore.diffusion.losses import dsm_loss_sum
 from spinscore.diffusion.sde import mirror, perturb, sample_times
 from spinscore.errors import SpinscoreError
-from spinscore.io import read_dataset
+from spinscore.io import atomic_write_bytes, read_dataset
 from spinscore.training.data import TrainingData, micro_batches
 
+# what a training run writes in its folder (--overwrite removes them all before it starts)
+RUN_FILES = ("checkpoint.pt", "early.pt", "metrics.csv", "config.yaml", "train_summary.json",
+             "loss_curve.png")
+# settings that may differ when a run is resumed: when checkpoints are kept, and how a batch is
+# split into forward passes (memory; the same gradient up to summation order)
+RESUMABLE_CHANGES = {"checkpoint_every", "micro_batch_tokens"}
 METRICS_FIELDS = ["step", "samples", "loss", "loss_t", "lr", "grad_norm", "samples_per_s", "elapsed_s"]
 
 
@@ -111,6 +118,9 @@ def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume:
         raise SpinscoreError(f"{out}: nothing to resume (no checkpoint.pt)")
 
     data, meta = _training_data(config, data_path)
+    if overwrite and not resume and ddp.main:  # nothing of the old run may pass for the new one
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
     total_steps = math.ceil(tc.samples / tc.batch_size)
     model, ema, opt, sched = _optimisation(config, meta, dev, total_steps)
     start, window = _resume(last, config, meta, data_path, model, ema, opt, sched) \
@@ -119,7 +129,7 @@ def train(config: RunConfig, data_path: str | Path, out_dir: str | Path, resume:
 
     if ddp.main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(config.to_yaml())
+        atomic_write_bytes(out / "config.yaml", config.to_yaml().encode())
         metrics = _MetricsLog(out / "metrics.csv", start)
     stop = total_steps if max_steps is None else min(total_steps, max_steps)
     bar = tqdm(total=total_steps, initial=start, unit="step", desc="train",
@@ -206,6 +216,14 @@ def _resume(last: Path, config: RunConfig, meta: dict, data_path, model, ema, op
     if old.model != config.model:
         raise SpinscoreError(f"{last}: checkpoint of another model ({old.model}); "
                              f"the config asks for {config.model}")
+    for section in ("train", "diffusion"):  # the run continued must be the run started
+        before, now = getattr(old, section).model_dump(), getattr(config, section).model_dump()
+        changed = [k for k in before if k not in RESUMABLE_CHANGES and before[k] != now.get(k)]
+        if changed:
+            k = changed[0]
+            raise SpinscoreError(f"{last}: {section}.{k} was {before[k]!r} in this run, the "
+                                 f"config asks for {now.get(k)!r}; resume with the run's "
+                                 "settings (its config.yaml) or start again with --overwrite")
     for key in ("ema_full", "optimizer", "scheduler"):
         if key not in state:
             raise SpinscoreError(f"{last}: not a resumable training checkpoint (field '{key}' "
@@ -307,12 +325,14 @@ class _MetricsLog:
         if start_step and path.exists():
             with open(path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
-        self.file = open(path, "w", newline="")  # noqa: SIM115 - closed by close()
-        self.writer = csv.writer(self.file)
-        self.writer.writerow(METRICS_FIELDS)
+        kept = io.StringIO()  # the kept rows replace the file atomically: a crash now loses none
+        table = csv.writer(kept)
+        table.writerow(METRICS_FIELDS)
         for r in rows:
-            self.writer.writerow([r[k] for k in METRICS_FIELDS])
-        self.file.flush()
+            table.writerow([r[k] for k in METRICS_FIELDS])
+        atomic_write_bytes(path, kept.getvalue().encode())
+        self.file = open(path, "a", newline="")  # noqa: SIM115 - closed by close()
+        self.writer = csv.writer(self.file)
 
     def write(self, row: list) -> None:
         self.writer.writerow(row)
