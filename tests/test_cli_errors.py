@@ -79,6 +79,30 @@ def _drop(field):
     return edit
 
 
+def _replace(field, fn):
+    def edit(path):
+        with h5py.File(path, "r+") as f:
+            data = fn(f[field][()])
+            del f[field]
+            f[field] = data
+    return edit
+
+
+def _as_group(field):
+    def edit(path):
+        with h5py.File(path, "r+") as f:
+            del f[field]
+            f.create_group(field)
+    return edit
+
+
+def _config_attr(value):
+    def edit(path):
+        with h5py.File(path, "r+") as f:
+            f.attrs["config"] = value
+    return edit
+
+
 BAD_FILES = [
     ("nan.h5", _set("spins", lambda s: s.__setitem__((1, 0, 3, 0), np.nan)), "'spins': non-finite"),
     ("norm.h5", _set("spins", lambda s: s.__setitem__((2, 1, 4), [1.0, 1.0, 0.0])),
@@ -87,6 +111,16 @@ BAD_FILES = [
     ("trunc.h5", _truncate, "not a readable HDF5 file"),
     ("garbage.h5", _garbage, "not a readable HDF5 file"),
     ("nofield.h5", _drop("energy"), "field 'energy' missing"),
+    ("nan_energy.h5", _set("energy", lambda e: e.__setitem__((0, 0), np.nan)),
+     "field 'energy': expected finite numbers"),
+    ("nan_temperature.h5", _set("temperatures", lambda t: t.__setitem__(0, np.inf)),
+     "field 'temperatures': expected finite numbers"),
+    ("float_types.h5", _replace("types", lambda t: t.astype(np.float64)),
+     "field 'types': expected integers, got float64"),
+    ("length_2d.h5", _replace("length", lambda n: np.stack([n, n], axis=1)),
+     "field 'length': expected shape"),
+    ("group.h5", _as_group("spins"), "field 'spins': expected an array, got an HDF5 group"),
+    ("config_int.h5", _config_attr(3), "attribute 'config': expected the run config as YAML"),
 ]
 
 

@@ -199,12 +199,17 @@ def read_dataset(path: str | Path, fields: tuple[str, ...] | None = None) -> Dat
     with f:
         if "config" not in f.attrs:
             raise DataError(f"{path}: attribute 'config' missing: not a spinscore data set")
+        if not isinstance(f.attrs["config"], str | bytes):
+            raise DataError(f"{path}: attribute 'config': expected the run config as YAML text, "
+                            f"got {type(f.attrs['config']).__name__}")
         config = parse_config(_yaml(f.attrs["config"], path), f"{path} (attribute config)")
         wanted = CHUNK_FIELDS + ("temperatures", "couplings") if fields is None else fields
         arrays = {}
         for name in wanted:
             if name not in f:
                 raise DataError(f"{path}: field '{name}' missing")
+            if not isinstance(f[name], h5py.Dataset):
+                raise DataError(f"{path}: field '{name}': expected an array, got an HDF5 group")
             try:
                 arrays[name] = f[name][()]
             except (OSError, RuntimeError) as exc:
@@ -238,9 +243,13 @@ def _validate(path: Path, config: RunConfig, a: dict[str, np.ndarray]) -> None:
         t = a["types"]
         if t.ndim != 2 or t.shape[1] != l_max:
             fail("types", f"expected shape (n_seq, {l_max}), got {t.shape}")
+        if not np.issubdtype(t.dtype, np.integer):
+            fail("types", f"expected integers, got {t.dtype}")
         if t.min(initial=0) < -1 or t.max(initial=0) >= config.system.n_types:
             fail("types", f"expected values in -1..{config.system.n_types - 1}")
         if "length" in a:
+            if a["length"].shape != t.shape[:1]:
+                fail("length", f"expected shape {t.shape[:1]}, got {a['length'].shape}")
             expect = np.arange(l_max)[None, :] < a["length"][:, None]
             if a["length"].shape != t.shape[:1] or not np.array_equal(t >= 0, expect):
                 fail("length", "does not match the non-padding sites of 'types'")
@@ -261,3 +270,7 @@ def _validate(path: Path, config: RunConfig, a: dict[str, np.ndarray]) -> None:
             fail("spins", "non-zero values on padding sites")
     if "energy" in a and "spins" in a and a["energy"].shape != a["spins"].shape[:2]:
         fail("energy", f"expected shape {a['spins'].shape[:2]}, got {a['energy'].shape}")
+    for name in ("energy", "temperatures"):
+        if name in a and not (np.issubdtype(a[name].dtype, np.number)
+                              and np.all(np.isfinite(a[name]))):
+            fail(name, "expected finite numbers")
