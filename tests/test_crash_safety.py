@@ -301,6 +301,14 @@ CHECKPOINTS = {  # name: (how the file is made from the run's state and bytes, e
     "weights of other shapes": (
         lambda s, b, p: torch.save({**s, **{k: _shapes_changed(s[k]) for k in ("model", "ema")},
                                     "ema_full": _shapes_changed(s["ema_full"])}, p), "fit"),
+    "meta.types not a list": (lambda s, b, p: torch.save({**s, "meta": {**s["meta"], "types": 5}},
+                                                           p), "field 'meta.types': expected a list"),
+    "meta.max_length text": (lambda s, b, p: torch.save(
+        {**s, "meta": {**s["meta"], "max_length": "x"}}, p), "field 'meta.max_length'"),
+    "step text": (lambda s, b, p: torch.save({**s, "step": "abc"}, p),
+                  "field 'step': expected a non-negative integer"),
+    "ema a list": (lambda s, b, p: torch.save({**s, "ema": [1, 2]}, p),
+                   "field 'ema': expected a state dict"),
     "weights only": (lambda s, b, p: torch.save({k: v for k, v in s.items()
                                                  if k != "optimizer"}, p),
                      "not a resumable training checkpoint"),

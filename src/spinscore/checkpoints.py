@@ -81,7 +81,31 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing or not isinstance(state["config"], str):
         what = f"meta lacks {', '.join(missing)}" if missing else "config is not YAML text"
         raise SpinscoreError(f"{path}: not a spinscore checkpoint ({what})")
+    for key, ok, expected in _FIELD_TYPES:
+        value = meta[key] if key in META_FIELDS else state[key]
+        if not ok(value):
+            where = f"meta.{key}" if key in META_FIELDS else key
+            raise SpinscoreError(f"{path}: field '{where}': expected {expected}, got "
+                                 f"{type(value).__name__}")
     return state
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+# (field, check, what is expected) of a checkpoint's fields, checked before anything uses them
+_FIELD_TYPES = (
+    ("types", lambda v: isinstance(v, list | tuple) and all(isinstance(x, str) for x in v),
+     "a list of site-type names"),
+    ("max_range", _is_int, "an integer"),
+    ("max_length", _is_int, "an integer"),
+    ("output_scale", lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+     "a number"),
+    ("step", lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    ("model", lambda v: isinstance(v, dict), "a state dict (mapping)"),
+    ("ema", lambda v: isinstance(v, dict), "a state dict (mapping)"),
+)
 
 
 EARLY_CHECKPOINT = "early.pt"  # the under-trained state (TrainConfig.early_checkpoint)
@@ -161,7 +185,7 @@ def load_model(path: str | Path, ema: bool = True) -> tuple[torch.nn.Module, Run
     weights = state["ema"] if ema else state["model"]
     try:
         model.load_state_dict(weights)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, ValueError, KeyError) as exc:
         raise SpinscoreError(f"{path}: weights do not fit the stored model config: "
                              f"{state_dict_error(exc)}") from None
     meta = {**_meta(config, state["meta"]["max_length"], "spinscore"), **state["meta"]}
