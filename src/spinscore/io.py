@@ -251,7 +251,7 @@ def _validate(path: Path, config: RunConfig, a: dict[str, np.ndarray]) -> None:
             if a["length"].shape != t.shape[:1]:
                 fail("length", f"expected shape {t.shape[:1]}, got {a['length'].shape}")
             expect = np.arange(l_max)[None, :] < a["length"][:, None]
-            if a["length"].shape != t.shape[:1] or not np.array_equal(t >= 0, expect):
+            if not np.array_equal(t >= 0, expect):
                 fail("length", "does not match the non-padding sites of 'types'")
     if "spins" in a and "types" in a:
         s, valid = a["spins"], a["types"] >= 0

@@ -99,8 +99,8 @@ def _frustrated_ring_log_sum(k: np.ndarray, n_terms: int) -> float:
         total = mpmath.mpf(0)
         for ell in range(n_terms):
             term = mpmath.mpf(2 * ell + 1)
-            for x in kk:
-                term *= _spherical_i(ell, x) if x != 0 else (1 if ell == 0 else 0)
+            for x in kk:  # every K_b != 0 here: a zero bond leaves prod_b K_b = 0
+                term *= _spherical_i(ell, x)
             total += term
         if total <= 0:
             raise ArithmeticError(f"ring_log_z: the alternating sum came out {total}; "

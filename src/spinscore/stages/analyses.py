@@ -181,8 +181,9 @@ def ood(checkpoint, data, ood_paths: dict[str, str], out, t_eval: float | None =
     t_eval = _readout_times(run_config.analysis, meta, t_eval, None)[0]
     in_data = read_dataset(data)
     sets = {name: read_dataset(path) for name, path in ood_paths.items()}
-    for path, ds in [(data, in_data), *((ood_paths[k], v) for k, v in sets.items())]:
-        checkpoints.check_geometry(run_config.system, ds.config.system, str(path))
+    checkpoints.check_geometry(run_config.system, in_data.config.system, str(data))
+    for name, ds in sets.items():
+        checkpoints.check_geometry(run_config.system, ds.config.system, str(ood_paths[name]))
     summary, flags = ood_report(CouplingsMemo(model), meta, in_data, sets, t_eval, progress)
     summary["checkpoint"] = str(checkpoint)
     out = Path(out)
