@@ -44,13 +44,14 @@ def _finished(checkpoint: Path) -> bool:
 def _training_summary(out: Path) -> dict:
     """loss_curve.png and train_summary.json from metrics.csv."""
     from spinscore.report.figures import loss_curve_figure, save_figure
+    from spinscore.training.loop import LOSS_CURVE, SUMMARY
 
     with open(out / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     steps = np.array([float(r["samples"]) for r in rows])
     loss = np.array([float(r["loss"]) for r in rows])
     loss_t = np.array([float(r["loss_t"]) for r in rows])
-    save_figure(loss_curve_figure(steps, loss, loss_t), out / "loss_curve.png")
+    save_figure(loss_curve_figure(steps, loss, loss_t), out / LOSS_CURVE)
     rates = [float(r["samples_per_s"]) for r in rows]
     summary = {
         "steps": int(rows[-1]["step"]), "samples": int(rows[-1]["samples"]),
@@ -59,5 +60,5 @@ def _training_summary(out: Path) -> dict:
         "samples_per_s_median": float(np.median(rates)),
         "elapsed_s": float(rows[-1]["elapsed_s"]),
     }
-    write_json(out / "train_summary.json", summary)
+    write_json(out / SUMMARY, summary)
     return summary

@@ -41,8 +41,9 @@ from spinscore.io import atomic_write_bytes, read_dataset
 from spinscore.training.data import TrainingData, micro_batches
 
 # what a training run writes in its folder (--overwrite removes them all before it starts)
-RUN_FILES = ("checkpoint.pt", "early.pt", "metrics.csv", "config.yaml", "train_summary.json",
-             "loss_curve.png")
+# what the training stage writes once the run is complete (`stages.training`)
+LOSS_CURVE, SUMMARY = "loss_curve.png", "train_summary.json"
+RUN_FILES = ("checkpoint.pt", "early.pt", "metrics.csv", "config.yaml", SUMMARY, LOSS_CURVE)
 # settings that may differ when a run is resumed: when checkpoints are kept, and how a batch is
 # split into forward passes (memory; the same gradient up to summation order)
 RESUMABLE_CHANGES = {"checkpoint_every", "micro_batch_tokens"}
