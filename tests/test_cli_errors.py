@@ -121,6 +121,18 @@ BAD_FILES = [
      "field 'length': expected shape"),
     ("group.h5", _as_group("spins"), "field 'spins': expected an array, got an HDF5 group"),
     ("config_int.h5", _config_attr(3), "attribute 'config': expected the run config as YAML"),
+    ("round_trips_2d.h5", _replace("round_trips", lambda r: r[:, None]),
+     "field 'round_trips': expected shape (12,), got (12, 1)"),
+    ("round_trips_float.h5", _replace("round_trips", lambda r: r + 0.5),
+     "field 'round_trips': expected integers"),
+    ("swap_short.h5", _replace("swap_acceptance", lambda a: a[:, :-1]),
+     "field 'swap_acceptance': expected shape (12, 3), got (12, 2)"),
+    ("ladder_nan.h5", _set("ladder_energy_var", lambda v: v.__setitem__((3, 1), np.nan)),
+     "field 'ladder_energy_var': expected finite numbers"),
+    ("temperatures_long.h5", _replace("temperatures", lambda t: np.append(t, 0.01)),
+     "field 'temperatures': expected shape (4,), got (5,)"),
+    ("couplings_shape.h5", _replace("couplings", lambda c: c[:1]),
+     "field 'couplings': expected shape (2, 2, 2), got (1, 2, 2)"),
 ]
 
 

@@ -99,6 +99,15 @@ def test_misspelt_key_suggests(tmp_path):
         load_config(path)
 
 
+def test_every_problem_of_a_config_on_one_line(tmp_path):
+    path = write_config(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, ["simulation.sequences=0", "simulation.thining=3"])
+    message = str(err.value)
+    assert "\n" not in message and message.count(str(path)) == 1, message
+    assert "simulation.sequences: " in message and "simulation.thining: unknown key" in message
+
+
 def test_missing_pair_and_missing_file(tmp_path):
     system = {**PAPER_SYSTEM, "couplings": {1: {"AA": 1.0, "AB": 0.8}}}
     with pytest.raises(ConfigError, match="missing pair 'BB'"):

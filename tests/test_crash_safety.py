@@ -23,6 +23,7 @@ from test_reproduce import TINY_PRESET
 from tqdm import tqdm
 
 from conftest import PAPER_SYSTEM, REPO, SMALL_SIMULATION, SYSTEM3, assert_clean_error, run
+from spinscore.io import atomic_path
 
 ENV = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 TINY_MODEL = {"single_dim": 8, "pair_dim": 4, "blocks": 1, "heads": 2, "transition": 1,
@@ -298,6 +299,8 @@ CHECKPOINTS = {  # name: (how the file is made from the run's state and bytes, e
     "no meta": (lambda s, b, p: torch.save({**s, "meta": {}}, p), "meta lacks types"),
     "config not YAML": (lambda s, b, p: torch.save({**s, "config": "model: ["}, p),
                         "stored config is not readable YAML"),
+    "config section not a mapping": (lambda s, b, p: torch.save({**s, "config": "system: 3"}, p),
+                                     "system: Input should be a valid dictionary"),
     "weights of other shapes": (
         lambda s, b, p: torch.save({**s, **{k: _shapes_changed(s[k]) for k in ("model", "ema")},
                                     "ema_full": _shapes_changed(s["ema_full"])}, p), "fit"),
@@ -411,3 +414,18 @@ def test_a_stage_that_crashed_with_other_inputs_starts_again(tmp_path):
         assert found[-1] == expected, inputs
         assert not (tmp_path / "stages" / "train.started").exists()
         (tmp_path / "stages" / "train.json").unlink()
+
+
+def test_atomic_path_leaves_the_old_file_or_the_new_one(tmp_path):
+    target = tmp_path / "data.h5"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half of the new")
+        raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
+    with atomic_path(target) as first, atomic_path(target) as second:  # two writers at once
+        assert first != second and first.parent == second.parent == tmp_path
+        first.write_bytes(b"first")
+        second.write_bytes(b"second")
+    assert target.read_bytes() == b"first"  # the last rename wins, whole
+    assert list(tmp_path.iterdir()) == [target]

@@ -82,7 +82,10 @@ def test_refuses_to_overwrite(tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_and_resume_gives_the_same_file(tmp_path):
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_kill_and_resume_gives_the_same_file(tmp_path, overwrite):
+    """Killed, then the plain command again; a killed `--overwrite` of an older file too (its
+    rerun needs no --overwrite: the older file went first, the finished chunks stay)."""
     cfg_path = write_config(tmp_path / "c.yaml", sequences=24, chunk_size=2, burn_in=400,
                             thinning=40)
     ref = tmp_path / "ref.h5"
@@ -91,7 +94,9 @@ def test_kill_and_resume_gives_the_same_file(tmp_path):
     out = tmp_path / "killed.h5"
     cmd = [sys.executable, "-m", "spinscore.cli", "simulate", "--config", str(cfg_path),
            "--out", str(out), "--threads", "1", "--quiet"]
-    proc = subprocess.Popen(cmd)
+    if overwrite:
+        simulate_dataset(make_config(sequences=2), out, threads=1, progress=False)
+    proc = subprocess.Popen(cmd + ["--overwrite"] * overwrite)
     parts = tmp_path / "killed.h5.parts"
     deadline = time.time() + 120
     while len(list(parts.glob("chunk_*.npz"))) < 3:

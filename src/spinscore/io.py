@@ -2,9 +2,9 @@
 
 A simulation writes each finished chunk of chains as its own file `OUT.parts/chunk_NNNNNN.npz`
 (written to a temporary name, then renamed: a chunk file is either complete or absent). When all
-chunks are there they are assembled into `OUT.tmp` and renamed to OUT. A killed run resumes by
-skipping the chunks already on disk; since every chain depends only on (config, index), the
-resumed file is identical to an uninterrupted one.
+chunks are there they are assembled into a temporary file beside OUT and renamed to OUT. A
+killed run resumes by skipping the chunks already on disk; since every chain depends only on
+(config, index), the resumed file is identical to an uninterrupted one.
 
 HDF5 layout (one data set):
     spins               float32 (n_seq, n_snap, L_max, 3)  unit spins, zero padding
@@ -28,6 +28,9 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +61,44 @@ def git_commit() -> str:
         return "unknown"
 
 
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A fresh temporary file beside `path` for the caller to write; when the block ends it is
+    synced to disk and renamed to `path`, and the folder is synced, so a crash (or a power
+    loss) leaves the old file or the new one, never part of one. On an exception the temporary
+    file is removed and `path` is untouched. The name is unique (`.NAME.XXXX.tmp`), so two
+    writers of one path never write into each other's file."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_folder(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a platform that cannot open folders (Windows): the rename is all it has
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a crash leaves either the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 class ChunkStore:
@@ -124,8 +157,7 @@ def write_dataset(out: Path, config: RunConfig, store: ChunkStore, chunks: list[
                   temperatures: np.ndarray) -> None:
     """Assemble the finished chunks into the HDF5 file `out` (atomically)."""
     system, sim = config.system, config.simulation
-    tmp = out.with_name(out.name + ".tmp")
-    with h5py.File(tmp, "w", track_order=True) as f:
+    with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
         datasets = {}
         for chunk in chunks:
             arrays = store.load(chunk)
@@ -147,7 +179,6 @@ def write_dataset(out: Path, config: RunConfig, store: ChunkStore, chunks: list[
         f.attrs["seed"] = sim.seed
         f.attrs["type_names"] = json.dumps(list(system.types))
         f.attrs["parameter_names"] = json.dumps(system.parameter_names())
-    os.replace(tmp, out)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -268,9 +299,29 @@ def _validate(path: Path, config: RunConfig, a: dict[str, np.ndarray]) -> None:
                  f"{bad[2]} (|S| = {norms[bad]:.6g})")
         if np.any(norms * ~valid[:, None, :] != 0):
             fail("spins", "non-zero values on padding sites")
-    if "energy" in a and "spins" in a and a["energy"].shape != a["spins"].shape[:2]:
-        fail("energy", f"expected shape {a['spins'].shape[:2]}, got {a['energy'].shape}")
-    for name in ("energy", "temperatures"):
+    n_seq = next((a[k].shape[0] for k in ("spins", "types") if k in a and a[k].ndim), None)
+    for name, shape in _expected_shapes(config, n_seq, a).items():
+        if name in a and a[name].shape != shape:
+            fail(name, f"expected shape {shape}, got {a[name].shape}")
+    for name in ("energy", "temperatures", "swap_acceptance", "ladder_energy_mean",
+                 "ladder_energy_var", "couplings"):
         if name in a and not (np.issubdtype(a[name].dtype, np.number)
                               and np.all(np.isfinite(a[name]))):
             fail(name, "expected finite numbers")
+    if "round_trips" in a and not np.issubdtype(a["round_trips"].dtype, np.integer):
+        fail("round_trips", f"expected integers, got {a['round_trips'].dtype}")
+
+
+def _expected_shapes(config: RunConfig, n_seq: int | None, a: dict[str, np.ndarray]
+                     ) -> dict[str, tuple[int, ...]]:
+    """The shapes the module docstring gives for the fields known from `config`, the number
+    of sequences `n_seq` (None: unknown, per-sequence fields unchecked) and the spins."""
+    replicas = config.simulation.replicas
+    shapes = {"temperatures": (replicas,), "couplings": config.system.coupling_table().shape}
+    if n_seq is not None:
+        shapes.update({"round_trips": (n_seq,), "swap_acceptance": (n_seq, replicas - 1),
+                       "ladder_energy_mean": (n_seq, replicas),
+                       "ladder_energy_var": (n_seq, replicas)})
+        if "spins" in a:
+            shapes["energy"] = a["spins"].shape[:2]
+    return shapes

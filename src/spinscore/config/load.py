@@ -88,7 +88,8 @@ def require_spin_config(config: RunConfig | MoleculeRunConfig, what: str) -> Run
 
 
 def _format_validation_error(exc: ValidationError, source: str, model: Any = RunConfig) -> str:
-    lines = []
+    """One line: `source: key: what`, further problems after "; " (an error is one line)."""
+    problems = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
@@ -99,8 +100,8 @@ def _format_validation_error(exc: ValidationError, source: str, model: Any = Run
             msg = err["msg"].removeprefix("Value error, ")
             if "input" in err and err["type"] != "value_error":
                 msg += f" (got {err['input']!r})"
-        lines.append(f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}")
-    return "\n".join(lines)
+        problems.append(f"{loc}: {msg}" if loc else msg)
+    return f"{source}: " + "; ".join(problems)
 
 
 def _suggestion(model: Any, loc: tuple) -> str:

@@ -23,7 +23,6 @@ Layout (T trajectories, F frames each, n atoms, G force-field terms):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import h5py
 import numpy as np
 
 from spinscore.errors import DataError
+from spinscore.io import atomic_path
 from spinscore.molecules.md import MOLAR_GAS_CONSTANT
 
 FORMAT_VERSION = 1
@@ -58,7 +58,7 @@ def frame_shape(spec: str, n_atoms: int, n_terms: int) -> tuple[int, ...]:
 def write_molecule_file(out: Path, chunks: Iterable[tuple[int, range, dict[str, np.ndarray]]],
                         n_trajectories: int, n_frames: int, static: dict[str, Any],
                         attrs: dict[str, Any]) -> None:
-    """Assemble chunks into the HDF5 file `out`, written as `out.tmp` and renamed.
+    """Assemble chunks into the HDF5 file `out`, written beside it and renamed (`io.atomic_path`).
 
     Args:
         chunks: (trajectory, frames, arrays) with arrays[name] of shape (len(frames), ...) for
@@ -67,9 +67,8 @@ def write_molecule_file(out: Path, chunks: Iterable[tuple[int, range, dict[str, 
         static: the topology and force-field arrays (`STRING_FIELDS`, `ARRAY_FIELDS`).
         attrs: scalar metadata (strings, numbers).
     """
-    tmp = out.with_name(out.name + ".tmp")
     filled = np.zeros((n_trajectories, n_frames), dtype=bool)
-    with h5py.File(tmp, "w", track_order=True) as f:
+    with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as f:
         datasets: dict[str, h5py.Dataset] = {}
         for trajectory, frames, arrays in chunks:
             for name, (dtype, _) in FRAME_FIELDS.items():
@@ -91,7 +90,6 @@ def write_molecule_file(out: Path, chunks: Iterable[tuple[int, range, dict[str, 
             f.create_dataset(name, data=static[name], track_times=False)
         for key, value in {**attrs, "format_version": FORMAT_VERSION}.items():
             f.attrs[key] = value
-    os.replace(tmp, out)
 
 
 @dataclass(frozen=True)

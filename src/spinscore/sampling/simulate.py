@@ -31,7 +31,8 @@ def simulate_dataset(
     """Simulate `config.simulation.sequences` chains and write the HDF5 data set `out`.
 
     Chunks of `simulation.chunk_size` chains are the unit of work and of checkpointing: a
-    rerun with the same arguments after a crash recomputes only the missing chunks. `threads`
+    rerun after a crash recomputes only the missing chunks (without `overwrite`, which
+    deletes an existing `out` and every finished chunk before it starts). `threads`
     (default: all cores) or a Dask `scheduler` address choose where chunks run; the result is
     the same file either way.
     """
@@ -40,7 +41,8 @@ def simulate_dataset(
         raise SpinscoreError(f"{out}: exists; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     store = ChunkStore(out, config)
-    if overwrite:
+    if overwrite:  # the old file goes first: a killed overwrite then resumes without --overwrite
+        out.unlink(missing_ok=True)
         store.remove()
     store.open()
     sim = config.simulation

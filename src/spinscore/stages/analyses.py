@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 from spinscore import __version__, checkpoints
 from spinscore.config import AnalysisConfig, PartitionSettings, TrustSettings
 from spinscore.errors import SpinscoreError
-from spinscore.io import Dataset, read_dataset
+from spinscore.io import Dataset, atomic_path, read_dataset
 from spinscore.stages.data import write_json
 from spinscore.systems import shell_basis
 
@@ -254,15 +253,13 @@ def generate(model, config, types: np.ndarray, n: int, out: str | Path, *,
 def _write_chains(path: Path, spins: np.ndarray, types: np.ndarray, energies: np.ndarray,
                   attrs: dict) -> None:
     """HDF5 with spins float32 (n, L, 3), types int8 (L,), energy float64 (n,), attrs; written
-    to PATH.tmp and renamed, so a crash never leaves a partial file at PATH."""
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    beside PATH and renamed, so a crash never leaves a partial file at PATH."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("spins", data=spins.astype(np.float32))
         f.create_dataset("types", data=types.astype(np.int8))
         f.create_dataset("energy", data=energies)
         for key, value in attrs.items():
             f.attrs[key] = value
-    os.replace(tmp, path)
 
 
 def generate_for_test_sequence(checkpoint: str | Path, data: str | Path, sequence_index: int,
