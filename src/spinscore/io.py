@@ -213,6 +213,16 @@ class Dataset:
         return self.arrays["types"] >= 0
 
 
+def open_hdf5(path: Path, what: str) -> h5py.File:
+    """`path` opened read-only; DataError "PATH: no such WHAT" or "not a readable HDF5 file"."""
+    if not path.exists():
+        raise DataError(f"{path}: no such {what}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
+
+
 def read_dataset(path: str | Path, fields: tuple[str, ...] | None = None) -> Dataset:
     """Open and validate a data set; raise `DataError` naming the file and the field.
 
@@ -221,13 +231,7 @@ def read_dataset(path: str | Path, fields: tuple[str, ...] | None = None) -> Dat
     sites (|S| = 1 within 1e-4) and zeros on padding.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such data file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
-    with f:
+    with open_hdf5(path, "data file") as f:
         if "config" not in f.attrs:
             raise DataError(f"{path}: attribute 'config' missing: not a spinscore data set")
         if not isinstance(f.attrs["config"], str | bytes):

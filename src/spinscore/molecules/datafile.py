@@ -32,7 +32,7 @@ import h5py
 import numpy as np
 
 from spinscore.errors import DataError
-from spinscore.io import atomic_path
+from spinscore.io import atomic_path, open_hdf5
 from spinscore.molecules.md import MOLAR_GAS_CONSTANT
 
 FORMAT_VERSION = 1
@@ -140,13 +140,7 @@ def read_molecule_data(path: str | Path) -> MoleculeData:
     values, positive masses, bonds within the atoms.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such trajectory file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
-    with f:
+    with open_hdf5(path, "trajectory file") as f:
         for key in REQUIRED_ATTRS:
             if key not in f.attrs:
                 raise DataError(f"{path}: attribute '{key}' missing: not a spinscore trajectory file")
