@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from conftest import make_config, write_config
 from spinscore.cli import main
-from spinscore.io import read_dataset
+from spinscore.io import atomic_path, read_dataset
 from spinscore.physics.hamiltonian import bond_couplings, energy
 from spinscore.sampling.remc import simulate_chunk
 from spinscore.sampling.simulate import simulate_dataset
@@ -123,3 +123,18 @@ def test_dask_cluster_gives_the_same_file(tmp_path, small_dataset):
                                         "--scheduler", cluster.scheduler_address, "--quiet"])
         assert res.exit_code == 0, res.output
     assert_same_file(out, small_dataset)
+
+
+def test_atomic_path_leaves_the_old_file_or_the_new_one(tmp_path):
+    target = tmp_path / "data.h5"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half of the new")
+        raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
+    with atomic_path(target) as first, atomic_path(target) as second:  # two writers at once
+        assert first != second and first.parent == second.parent == tmp_path
+        first.write_bytes(b"first")
+        second.write_bytes(b"second")
+    assert target.read_bytes() == b"first"  # the last rename wins, whole
+    assert list(tmp_path.iterdir()) == [target]
