@@ -76,6 +76,9 @@ BAD = [
     ({"system.length": [30, 20]}, "min <= max"),
     ({"simulation.sequences": "many"}, "simulation.sequences"),
     ({"simulation.t_max": 0.01}, "simulation.t_max"),
+    ({"analysis.partition.ti_sweeps": 4},
+     "analysis.partition.ti_sweeps: expected at least simulation.swap_every (5) sweeps, got 4"),
+    ({"reproduce.thermo_sweeps": 3}, "reproduce.thermo_sweeps: expected at least"),
 ]
 
 

@@ -8,7 +8,7 @@ from conftest import PAPER_SYSTEM
 from spinscore.analysis.mbar import mbar_log_z
 from spinscore.analysis.thermo import exact_single_range, thermodynamic_integration
 from spinscore.config import SimulationConfig, SystemConfig, parse_config
-from spinscore.physics.exact import ring_log_z
+from spinscore.physics.exact import LOG_4PI, ring_log_z
 from spinscore.sampling.kernels import measurement_count
 from spinscore.sampling.remc import simulate_chain, temperature_ladder
 
@@ -123,9 +123,29 @@ def test_ti_anchor_when_beta_zero_does_not_overlap():
     assert result["anchor_ti"]["points"] == 11
     exact = exact_log_z(system, types, result["betas"])
     assert np.all(np.abs(result["log_z"] - exact) < 4 * result["log_z_err"])
+    # the link beta = 0 -> beta_1 is not used under the TI anchor, so not in overlap_min
+    assert result["overlap_min"] == result["neighbour_overlap"][1:].min() > 0.1
     uniform = mbar_log_z(system, types, temperatures, anchor="uniform", **kwargs)
     assert uniform["anchor"] == "uniform"
     assert np.all(uniform["log_z_err"] > 3 * result["log_z_err"])
+
+
+def test_free_spins_and_states_too_close_for_bar():
+    """An energy trace that never changes (free spins) and states too close for BAR's first
+    guess (T = 1e6, 1e5) made pymbar raise; ln Z is exact in both."""
+    short = {"length": [4, 50], "temperature": 0.5}
+    free = system_of({**NN_SYSTEM, **short, "couplings": {1: {"AA": 1.0, "AB": 0.8, "BB": 0.0}}})
+    types = free.sequence_from_text("BBBBBB")
+    sim = SimulationConfig(sequences=1, snapshots=1, replicas=4, t_max=5.0, burn_in=100,
+                           swap_every=10)
+    result = mbar_log_z(free, types, sim=sim, runs=2, sweeps=200)
+    np.testing.assert_allclose(result["log_z"], 6 * LOG_4PI, rtol=0, atol=1e-9)
+    assert exact_single_range(free, types, np.array([2.0]))["log_z"] == 6 * LOG_4PI
+    system = system_of({**NN_SYSTEM, **short})
+    types = system.sequence_from_text("ABBABA")
+    result = mbar_log_z(system, types, np.array([1e6, 1e5]), sim=sim, runs=2, sweeps=400)
+    exact = exact_log_z(system, types, result["betas"])
+    np.testing.assert_allclose(result["log_z"], exact, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs,message", [

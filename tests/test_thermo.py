@@ -135,7 +135,7 @@ def test_cli_writes_json_and_figure(tmp_path):
     out = tmp_path / "thermo"
     code, output = run(["thermo", "--config", str(cfg), "--sequence", "ABBAB", "--out", str(out),
                         "--points", "11", "--runs", "2", "--sweeps", "20", "--threads", "1",
-                        "--quiet", "--beta", "2"])
+                        "--quiet", "--beta", "2", "--samples", "1"])  # --samples: IS only
     assert code == 0, output
     assert "ln Z(beta=2)" in output and "exact" in output
     record = json.loads((out / "thermo.json").read_text())

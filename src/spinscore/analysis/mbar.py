@@ -86,7 +86,10 @@ def decorrelated(trace: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """
     from pymbar import timeseries
 
-    g = np.array([timeseries.statistical_inefficiency(trace[:, k]) for k in range(trace.shape[1])])
+    def inefficiency(x: np.ndarray) -> float:  # pymbar needs a trace that varies
+        return 1.0 if len(x) < 3 or np.ptp(x) == 0 else timeseries.statistical_inefficiency(x)
+
+    g = np.array([inefficiency(trace[:, k]) for k in range(trace.shape[1])])
     kept = [trace[timeseries.subsample_correlated_data(trace[:, k], g=g[k]), k]
             for k in range(trace.shape[1])]
     return kept, g
@@ -104,7 +107,13 @@ def mbar_free_energies(energies: list[np.ndarray], betas: np.ndarray) -> dict:
     from pymbar import MBAR
 
     u_kn = np.outer(betas, np.concatenate(energies))
-    mbar = MBAR(u_kn, np.array([len(e) for e in energies]), initialize="BAR")
+    counts = np.array([len(e) for e in energies])
+    try:
+        mbar = MBAR(u_kn, counts, initialize="BAR")
+    # BAR's guess fails between near-identical states (beta0 <= 1e-5), and pymbar 4.0.3's own
+    # handler of that failure raises a NameError: start from zeros instead
+    except Exception:  # noqa: BLE001
+        mbar = MBAR(u_kn, counts, initialize="zeros")
     result = mbar.compute_free_energy_differences()
     return {"delta_f": result["Delta_f"], "delta_f_err": result["dDelta_f"],
             "overlap": mbar.compute_overlap()["matrix"],
@@ -151,7 +160,8 @@ def mbar_log_z(
         log_z_err_mbar (pymbar's analytic one combined over runs, with the TI's error in
         quadrature under a TI anchor), all (R,); log_z_runs (runs, R); anchor ("uniform" or
         "ti"); anchor_overlap (the two-state O[0, 1]); neighbour_overlap (R,) (O[k, k+1] of the
-        MBAR of all the states beta = 0, beta_1, ..., beta_R) and its minimum overlap_min;
+        MBAR of all the states beta = 0, beta_1, ..., beta_R) and overlap_min, its minimum
+        over the links ln Z uses (from beta_1 on under the TI anchor);
         statistical_inefficiency (R,) (in measurements); n_samples and n_effective (R + 1,)
         (decorrelated samples and Kish's effective samples per state, beta = 0 first); these
         are means over runs. anchor_ti (the TI's log_z and log_z_err at beta_1 and its points;
@@ -193,6 +203,7 @@ def mbar_log_z(
     # several neighbours, without any loss of precision
     neighbour = np.mean([np.diagonal(f["overlap"], offset=1) for f in fits], axis=0)  # (R,)
     ref = 0 if anchor == "uniform" else 1  # the MBAR state whose ln Z is known
+    used = ref  # under the TI anchor the link beta = 0 -> beta_1 is not used (anchor_overlap)
     delta = np.array([f["delta_f"][ref, 1:] for f in fits])  # (runs, R): f_k - f_ref
     err_mbar = np.sqrt(np.sum([f["delta_f_err"][ref, 1:] ** 2 for f in fits], axis=0)) / runs
     anchor_ti = None
@@ -212,7 +223,7 @@ def mbar_log_z(
         "log_z_err_mbar": err_mbar,
         "log_z_runs": log_z_runs,
         "anchor": anchor, "anchor_overlap": anchor_overlap, "anchor_ti": anchor_ti,
-        "neighbour_overlap": neighbour, "overlap_min": float(neighbour.min()),
+        "neighbour_overlap": neighbour, "overlap_min": float(neighbour[used:].min()),
         "statistical_inefficiency": np.mean(g, axis=0),
         "n_samples": np.mean(counts, axis=0),
         "n_effective": np.mean([f["n_effective"] for f in fits], axis=0),

@@ -144,9 +144,11 @@ def partition_analysis(model, config, types: np.ndarray, settings: PartitionSett
     (JSON-ready). Raises AnalysisError when the
     learned density does not decrease with the energy.
     """
-    from spinscore.analysis.thermo import thermodynamic_integration
+    from spinscore.analysis.thermo import check_runs, thermodynamic_integration
+    from spinscore.diffusion import likelihood
 
     system, ps = config.system, settings
+    check_runs(ps.ti_runs, ps.ti_sweeps, config.simulation)  # before the expensive part
     types = np.asarray(types, dtype=np.int64)
     temps, energies, log_p, correction, timings, solver = _ladder_log_p(
         model, config, types, ps, threads, progress)
@@ -196,7 +198,8 @@ def partition_analysis(model, config, types: np.ndarray, settings: PartitionSett
         "plateau_lme": -lme["log_z"], "plateau_lme_err": lme["log_z_err"], "gap_lme": gap_lme,
         "relative_gap_lme": abs(gap_lme) / abs(ti["log_z"]),
         "divergence": ps.divergence, "n_probes": ps.probes if ps.divergence == "hutchinson"
-        else None, "rtol": ps.tolerance, "atol": ps.tolerance,
+        else None, "trajectory_rtol": ps.tolerance, "trajectory_atol": ps.tolerance,
+        "log_p_atol_per_spin": likelihood.QUADRATURE_ATOL,
         "per_temperature": ps.per_temperature, "seed": ps.seed,
         "fit_temperatures": ps.fit_temperatures, "fit_snapshots": ps.fit_snapshots,
         "n_fit": int(low.sum()), **solver, "zero_time": ps.zero_time, "at_t_min": at_t_min,

@@ -69,6 +69,8 @@ def exact_single_range(system: SystemConfig, types: np.ndarray, betas: np.ndarra
     if system.geometry != "chain":
         return None
     bonds = bond_couplings(np.asarray(types), system.coupling_table())
+    if not np.any(bonds):  # free spins
+        return {"log_z": len(types) * LOG_4PI, "mean_energy": np.zeros(len(betas))}
     try:
         chains = chain_bonds_by_range(bonds)
     except ValueError:

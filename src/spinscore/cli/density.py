@@ -58,7 +58,8 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
                sweeps),
               (seed >= 0, "--seed", "a non-negative integer", seed),
               (threads >= 1, "--threads", "a positive number", threads),
-              (samples >= 2, "--samples", "an integer >= 2", samples),
+              (samples >= 2 or method not in ("is", "all"), "--samples", "an integer >= 2",
+               samples),
               (checkpoint is not None or method not in ("is", "all"), "--checkpoint",
                "a trained model for --method is|all", checkpoint)]
     for ok, name, expected, got in checks:

@@ -216,6 +216,13 @@ class RunConfig(_Frozen):
             raise ValueError(f"model.pair_cutoff: {cutoff} would drop the couplings of shells "
                              f"{cutoff + 1}..{shells}; expected at least {shells} (the "
                              f"interaction range of system.couplings)")
+        swap_every = self.simulation.swap_every  # TI and MBAR record energies at each swap
+        partition = self.analysis.partition
+        for name, sweeps in (("analysis.partition.ti_sweeps", partition.ti_sweeps),
+                             ("reproduce.thermo_sweeps", self.reproduce.thermo_sweeps)):
+            if sweeps < swap_every:
+                raise ValueError(f"{name}: expected at least simulation.swap_every "
+                                 f"({swap_every}) sweeps, got {sweeps}")
         if self.model.displacement_features and self.system.geometry != "lattice":
             raise ValueError(f"model.displacement_features: needs a lattice (system.lattice); "
                              f"a {self.system.geometry} has no site positions")
