@@ -28,6 +28,8 @@ from spinscore.molecules import (  # noqa: E402
     simulate_trajectories,
 )
 from spinscore.molecules.datafile import FRAME_FIELDS  # noqa: E402
+from spinscore.molecules.md import MOLAR_GAS_CONSTANT  # noqa: E402
+from spinscore.molecules.validation import kinetic_temperature, population_agreement  # noqa: E402
 
 # 3 trajectories x 20 frames in chunks of 8 frames: 3 chunks per trajectory, the last one short.
 TINY = TrajectorySettings(n_trajectories=3, n_frames=20, steps_per_frame=10, equilibration_steps=100,
@@ -202,10 +204,29 @@ def test_corrupt_or_inconsistent_file_is_refused(reference, tmp_path):
     def bad_bond(f):
         f["bonds"][0, 0] = 99
 
+    def cold(f):
+        f.attrs["temperature_K"] = -300.0
+
+    def negative_kinetic(f):
+        f["kinetic_energy"][0, 2] = -1.0
+
+    def bond_forces_tenfold(f):  # the terms no longer sum to the total force
+        f["group_forces"][:, :, 0] *= 10
+
+    def same_names(f):
+        names = f["term_names"].asstr()[()]
+        del f["term_names"]
+        f.create_dataset("term_names", data=np.array(["bond"] * len(names), dtype=object),
+                         dtype=h5py.string_dtype())
+
     for edit, message in [(nan, "field 'positions': non-finite value at trajectory 1, frame 3"),
                           (drop, "field 'charges' missing"),
                           (short, "field 'group_forces': expected shape"),
-                          (bad_bond, "field 'bonds': atom index outside")]:
+                          (bad_bond, "field 'bonds': atom index outside"),
+                          (cold, "attribute 'temperature_K': expected a positive temperature"),
+                          (negative_kinetic, "field 'kinetic_energy': expected non-negative"),
+                          (bond_forces_tenfold, "field 'group_forces': summed over the terms"),
+                          (same_names, "field 'term_names': expected distinct names")]:
         with pytest.raises(DataError, match=message) as error:
             read_molecule_data(_edit(path, tmp_path, edit))
         assert "edited.h5" in str(error.value)
@@ -232,6 +253,11 @@ def test_basin_populations_and_their_standard_error(reference):
     np.testing.assert_allclose(pops.mean, [0.375, 0.5, 0.125])
     np.testing.assert_allclose(pops.stderr, [0.125, 0.25, 0.125])  # |p1 - p2| / 2 for T = 2
     assert set(pops.as_dict()) == set(BASINS)
+    one = population_agreement(phi[:1], psi[:1], phi, psi)  # one trajectory: no error, no z
+    assert one["alphaR"]["stderr"] is None and one["alphaR"]["z"] is None
+    assert basin_populations(phi[:1], psi[:1]).as_dict()["alphaR"]["stderr"] is None
+    t_kin, t_err, _ = kinetic_temperature(np.full((1, 4), 100.0), n_dof=63)
+    assert t_err is None and t_kin == pytest.approx(200 / (63 * MOLAR_GAS_CONSTANT))
     narrow = basin_populations(phi, psi, psi_alpha_r=(-120.0, -50.0))  # ψ = −40 is no longer alphaR
     np.testing.assert_allclose(narrow.mean, [0.875, 0.0, 0.125])
     data = reference[1]

@@ -101,6 +101,8 @@ def inspect(path, plots_dir, as_json, mixing, mixing_sequences, threads, referen
             click.echo(f"wrote {out / 'mixing.png'} and {out / 'mixing.json'}")
 
 def _format_md_check(result: dict) -> str:
+    from spinscore.report.tables import plus_minus
+
     lines = [f"{result['file']}: {result['frames']} frames, {result['simulated_ps']:g} ps"]
     if "energy_conservation" in result:
         e = result["energy_conservation"]
@@ -108,13 +110,15 @@ def _format_md_check(result: dict) -> str:
                      f"{e['fluctuation']:.3f} kJ/mol = {e['ratio']:.4f} kT sqrt(n_dof/2), drift "
                      f"{e['drift_per_ps']:+.4f} kJ/mol/ps")
     t = result["kinetic_temperature"]
-    lines.append(f"kinetic temperature {t['mean']:.2f} ± {t['stderr']:.2f} K (bath {t['bath']:g})")
+    lines.append(f"kinetic temperature {plus_minus(t['mean'], t['stderr'], 2)} K "
+                 f"(bath {t['bath']:g})")
     ref = result.get("basins_against_reference", {})
     for name, b in result["basins"].items():
-        line = f"  {name:12s} {b['mean']:.4f} ± {b['stderr']:.4f}"
+        line = f"  {name:12s} {plus_minus(b['mean'], b['stderr'], 4)}"
         if name in ref:
             r = ref[name]
-            line += f"   reference {r['reference']:.4f} ± {r['reference_stderr']:.4f}  z {r['z']:+.2f}"
+            z = "-" if r["z"] is None else f"{r['z']:+.2f}"
+            line += f"   reference {plus_minus(r['reference'], r['reference_stderr'], 4)}  z {z}"
         lines.append(line)
     for name, b in result["bond_lengths"].items():
         lines.append(f"  bond {name:5s} {b['mean']:.4f} ± {b['std']:.4f} nm")
@@ -203,7 +207,7 @@ def langevin(checkpoint, data_path, out, chains, picoseconds, seed, friction):
     g = stages.generate_molecule(checkpoint, data_path, out, chains=chains,
                                  picoseconds=picoseconds, seed=seed, friction_per_ps=friction)
     t = g["kinetic_temperature"]
-    click.echo(f"Ramachandran JS divergence {g['js_divergence']:.4f} (MD halves "
-               f"{g['js_md_halves']:.4f}); kinetic temperature {t['model']:.1f} ± "
+    click.echo(f"Ramachandran JS divergence {g['js_divergence']:.4f} (sampling floor "
+               f"{g['js_floor']:.4f}); kinetic temperature {t['model']:.1f} ± "
                f"{t['stderr']:.1f} K (bath {t['bath']:g}); {g['ns_per_day']:.2f} ns/day")
     click.echo(f"wrote {Path(out) / 'generation.json'} and {Path(out) / 'generation.png'}")

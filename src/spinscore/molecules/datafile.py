@@ -33,9 +33,12 @@ import numpy as np
 
 from spinscore.errors import DataError
 from spinscore.io import atomic_path, open_hdf5
+from spinscore.molecules.forcefield import TERMS
 from spinscore.molecules.md import MOLAR_GAS_CONSTANT
 
 FORMAT_VERSION = 1
+# |sum of the term forces - the total force| / max |total force|: float32 storage keeps ~1e-7
+GROUP_SUM_TOLERANCE = 1e-4
 # Per-frame arrays: name -> (dtype, shape after (T, F) in terms of n atoms and G terms).
 FRAME_FIELDS: dict[str, tuple[type, str]] = {
     "positions": (np.float32, "n3"),
@@ -155,6 +158,11 @@ def read_molecule_data(path: str | Path) -> MoleculeData:
             values[name] = tuple(str(s) for s in np.atleast_1d(data)) if name in STRING_FIELDS else data
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
     _validate(path, values)
+    temperature = attrs["temperature_K"]
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) \
+            or not 0 < temperature < float("inf"):
+        raise DataError(f"{path}: attribute 'temperature_K': expected a positive temperature "
+                        f"(K), got {temperature!r}")
     return MoleculeData(path=path, attrs=attrs, **values)
 
 
@@ -177,6 +185,16 @@ def _validate(path: Path, v: dict[str, Any]) -> None:
         if not np.all(np.isfinite(a)):
             bad = np.argwhere(~np.isfinite(a))[0]
             fail(name, f"non-finite value at trajectory {bad[0]}, frame {bad[1]}")
+    terms = v["term_names"]
+    if len(set(terms)) != len(terms) or not set(terms) <= set(TERMS):
+        fail("term_names", f"expected distinct names of {list(TERMS)}, got {list(terms)}")
+    if np.any(v["kinetic_energy"] < 0):
+        fail("kinetic_energy", "expected non-negative energies")
+    forces = v["forces"].astype(np.float64)
+    off = np.abs(v["group_forces"].sum(axis=2, dtype=np.float64) - forces).max()
+    if off > GROUP_SUM_TOLERANCE * max(np.abs(forces).max(), 1.0):
+        fail("group_forces", f"summed over the terms they miss 'forces' by {off:.3g} kJ/mol/nm "
+             f"(largest force {np.abs(forces).max():.3g})")
     for name in STRING_FIELDS[1:]:
         if len(v[name]) != n_atoms:
             fail(name, f"expected {n_atoms} entries (one per atom), got {len(v[name])}")

@@ -67,8 +67,8 @@ class BasinPopulations:
     stderr: np.ndarray
 
     def as_dict(self) -> dict[str, dict[str, float]]:
-        """{basin: {"mean": ..., "stderr": ...}}, for JSON."""
-        return {name: {"mean": float(m), "stderr": float(s)}
+        """{basin: {"mean": ..., "stderr": ...}}, for JSON (stderr None from one trajectory)."""
+        return {name: {"mean": float(m), "stderr": None if np.isnan(s) else float(s)}
                 for name, m, s in zip(BASINS, self.mean, self.stderr, strict=True)}
 
 

@@ -58,20 +58,21 @@ def energy_conservation(total_energy: np.ndarray, timestep_fs: float, steps_per_
                               abs(slope) * time_ps[-1] / scale)
 
 
-def kinetic_temperature(kinetic_energy: np.ndarray, n_dof: int) -> tuple[float, float, np.ndarray]:
-    """Kinetic temperature 2⟨K⟩ / (n_dof R), its standard error, and that of each trajectory
-    (T,), K.
+def kinetic_temperature(kinetic_energy: np.ndarray, n_dof: int
+                        ) -> tuple[float, float | None, np.ndarray]:
+    """Kinetic temperature 2⟨K⟩ / (n_dof R), its standard error (None from one trajectory),
+    and that of each trajectory (T,), K.
 
     Args:
         kinetic_energy: (T, F) kJ/mol, trajectories by frames; the error is the spread of the
             trajectory means (ddof 1) / √T, so frames within a trajectory may be correlated.
     """
     k = np.asarray(kinetic_energy, dtype=np.float64)
-    if k.ndim != 2 or k.shape[0] < 2 or k.shape[1] < 1:
-        raise ValueError(f"kinetic_energy: expected (T, F) with T >= 2 trajectories, got {k.shape}")
+    if k.ndim != 2 or 0 in k.shape:
+        raise ValueError(f"kinetic_energy: expected (T, F) with T, F >= 1, got {k.shape}")
     per_trajectory = 2 * k.mean(axis=1) / (n_dof * MOLAR_GAS_CONSTANT)
-    return (float(per_trajectory.mean()), float(per_trajectory.std(ddof=1) / np.sqrt(k.shape[0])),
-            per_trajectory)
+    stderr = float(per_trajectory.std(ddof=1) / np.sqrt(k.shape[0])) if k.shape[0] > 1 else None
+    return float(per_trajectory.mean()), stderr, per_trajectory
 
 
 def bond_lengths(positions: np.ndarray, bonds: np.ndarray) -> np.ndarray:
@@ -92,15 +93,22 @@ def population_agreement(phi: np.ndarray, psi: np.ndarray, reference_phi: np.nda
 
     Returns:
         {basin: {"mean", "stderr", "reference", "reference_stderr", "z"}}; z is the difference
-        over the combined standard error (inf when both errors are zero and they differ).
+        over the combined standard error (inf when both errors are zero and they differ); a
+        run of one trajectory has no standard error: None there and for z.
     """
     run, ref = basin_populations(phi, psi), basin_populations(reference_phi, reference_psi)
     out = {}
     for b, name in enumerate(BASINS):
         error = float(np.hypot(run.stderr[b], ref.stderr[b]))
         diff = float(run.mean[b] - ref.mean[b])
-        z = diff / error if error > 0 else (0.0 if diff == 0 else float("inf"))
-        out[name] = {"mean": float(run.mean[b]), "stderr": float(run.stderr[b]),
-                     "reference": float(ref.mean[b]), "reference_stderr": float(ref.stderr[b]),
+        z = None if np.isnan(error) else \
+            diff / error if error > 0 else (0.0 if diff == 0 else float("inf"))
+        out[name] = {"mean": float(run.mean[b]), "stderr": _number(run.stderr[b]),
+                     "reference": float(ref.mean[b]), "reference_stderr": _number(ref.stderr[b]),
                      "z": z}
     return out
+
+
+def _number(x: float) -> float | None:
+    """A float for JSON, None for NaN (no standard error from one trajectory)."""
+    return None if np.isnan(x) else float(x)

@@ -49,7 +49,7 @@ def md_check_figure(phi: np.ndarray, psi: np.ndarray, nve_time_ps: np.ndarray | 
         nve_time_ps, nve_energy: (R,) ps and kJ/mol, or None when no NVE check was run.
         kinetic_T: (T,) kinetic temperature of each trajectory, K.
         bath_T: the thermostat's temperature, K.
-        bond_lengths: element pair (e.g. "C-H") -> (...) bond lengths, nm.
+        bond_lengths: bond type, the pair of amber classes (e.g. "CT-HC") -> (...) bond lengths, nm.
     """
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.4))
     mesh = ramachandran_axes(axes[0], phi, psi, "(a) Ramachandran free energy")
@@ -70,7 +70,7 @@ def md_check_figure(phi: np.ndarray, psi: np.ndarray, nve_time_ps: np.ndarray | 
     for name, r in sorted(bond_lengths.items()):
         ax.hist(np.ravel(r), bins=80, histtype="step", density=True, label=name)
     ax.set(xlabel="bond length (nm)", ylabel="density", title="(d) bond lengths")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=2)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -148,7 +148,7 @@ def generation_figure(dihedrals: dict, values: dict, result: dict) -> Figure:
     Args:
         dihedrals: "md" and "model" -> (phi, psi), each (L, B) degrees.
         values: "md" and "model" -> (bond lengths (L, B, n_bonds) nm, angles (L, B, n_angles) °).
-        result: generation.json's numbers (js_divergence, js_md_halves, populations).
+        result: generation.json's numbers (js_divergence, js_floor, populations).
     """
     fig, axes = plt.subplots(2, 3, figsize=(15, 9))
     for ax, name, label in ((axes[0, 0], "md", "(a) MD"), (axes[0, 1], "model", "(b) model")):
@@ -163,7 +163,7 @@ def generation_figure(dihedrals: dict, values: dict, result: dict) -> Figure:
     ax.set_xticks(np.arange(len(basins)), basins)
     ax.set(yscale="log", ylim=(1e-4, 1.5), ylabel="population",
            title=f"(c) basins; JS {result['js_divergence']:.3f} "
-                 f"(MD halves {result['js_md_halves']:.3f})")
+                 f"(sampling floor {result['js_floor']:.3f})")
     ax.legend()
     for ax, k, unit, label in ((axes[1, 0], 0, "nm", "(d) bond lengths"),
                                (axes[1, 1], 1, "°", "(e) bond angles")):

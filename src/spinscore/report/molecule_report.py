@@ -8,6 +8,7 @@ from pathlib import Path
 from spinscore.io import atomic_write_bytes
 from spinscore.report.build import STYLE, environment
 from spinscore.report.html import img, table
+from spinscore.report.tables import plus_minus
 
 SECTOR_ORDER = ("bond", "angle", "proper", "improper", "lj", "coulomb", "lj14", "coulomb14")
 
@@ -74,8 +75,9 @@ def build_molecule_report(run_dir: str | Path, records: dict[str, dict]) -> Path
             ["check", "value"],
             [["frames", md["frames"]], ["simulated (ps)", md["simulated_ps"]],
              ["NVE fluctuation / kT sqrt(n_dof/2)", e.get("ratio")],
-             ["kinetic temperature (K)", f"{t['mean']:.2f} ± {t['stderr']:.2f} (bath {t['bath']:g})"],
-             *[[f"basin {name}", f"{b['mean']:.4f} ± {b['stderr']:.4f}"]
+             ["kinetic temperature (K)",
+              f"{plus_minus(t['mean'], t['stderr'], 2)} (bath {t['bath']:g})"],
+             *[[f"basin {name}", plus_minus(b["mean"], b["stderr"], 4)]
                for name, b in md["basins"].items()]]))
         parts.append(img(run_dir / "inspect" / "md_check.png", "MD validation"))
     r = m["readout"]
@@ -119,8 +121,8 @@ def build_molecule_report(run_dir: str | Path, records: dict[str, dict]) -> Path
 
 def _generation_section(g: dict) -> str:
     rows = [["Ramachandran JS divergence, model vs MD (nats)", f"{g['js_divergence']:.4f}"],
-            ["the same between two halves of the MD chains (sampling floor)",
-             f"{g['js_md_halves']:.4f}"]]
+            ["sampling floor: even vs odd MD chains, scaled to the sizes compared",
+             f"{g['js_floor']:.4f} ({g['js_md_halves']:.4f} × {g['js_floor_scale']:.2f})"]]
     for name in g["populations"]["md"]:
         md, model = g["populations"]["md"][name], g["populations"]["model"][name]
         rows.append([f"basin {name}: MD / model", f"{md['mean']:.4f} ± {md['stderr']:.4f} / "

@@ -14,6 +14,11 @@ DIRECT_W_NAMES = {
 }
 
 
+def plus_minus(value: float, error: float | None, digits: int) -> str:
+    """"value ± error" to `digits` decimals; the value alone without an error (None)."""
+    return f"{value:.{digits}f}" + ("" if error is None else f" ± {error:.{digits}f}")
+
+
 def direct_w_table(direct: dict, paper: bool) -> str:
     head = f"direct-W at t = {direct['t_eval']:g}"
     lines = [f"{head:<36} {'ours':>9} {'revised release':>16}"]

@@ -121,7 +121,7 @@ def md_check(data_path: str | Path, out: str | Path, *,
             **energy_conservation(nve_energy, sim.timestep_fs, record, temperature, n_dof).as_dict()}
     t_kin, t_err, per_trajectory = kinetic_temperature(data.kinetic_energy, n_dof)
     result["kinetic_temperature"] = {"mean": t_kin, "stderr": t_err, "bath": temperature,
-                                     "z": (t_kin - temperature) / t_err if t_err > 0 else None}
+                                     "z": (t_kin - temperature) / t_err if t_err else None}
     phi, psi = backbone_dihedrals(data.positions)
     result["basins"] = basin_populations(phi, psi).as_dict()
     if reference is not None:
@@ -130,9 +130,10 @@ def md_check(data_path: str | Path, out: str | Path, *,
             "reference": str(ref.path), "reference_frames": int(ref.n_trajectories * ref.n_frames),
             **population_agreement(phi, psi, *backbone_dihedrals(ref.positions))}
     lengths = bond_lengths(data.positions, data.bonds)
-    by_pair: dict[str, list[int]] = {}
+    by_pair: dict[str, list[int]] = {}  # bond types (amber classes): one r0 each
     for column, (i, j) in enumerate(data.bonds):
-        by_pair.setdefault("-".join(sorted((data.elements[i], data.elements[j]))), []).append(column)
+        name = "-".join(sorted((data.atom_classes[i], data.atom_classes[j])))
+        by_pair.setdefault(name, []).append(column)
     result["bond_lengths"] = {name: {"mean": float(lengths[..., c].mean()),
                                      "std": float(lengths[..., c].std())}
                               for name, c in by_pair.items()}
