@@ -109,13 +109,25 @@ class DiffusionConfig(_Frozen):
             if c.low < self.t_min * (1 - 1e-12) or c.high > self.t_max * (1 + 1e-12):
                 raise ValueError(f"t_sampling component [{c.low}, {c.high}] leaves "
                                  f"[t_min, t_max] = [{self.t_min}, {self.t_max}]")
+        if self.weighting == "likelihood":  # its objective integrates over all of [t_min, t_max]
+            reached = self.t_min
+            for c in sorted(self.t_sampling, key=lambda c: c.low):
+                if c.low > reached * (1 + 1e-12):
+                    break
+                reached = max(reached, c.high)
+            if reached < self.t_max * (1 - 1e-12):
+                raise ValueError(f"t_sampling: with the likelihood weighting the components must "
+                                 f"cover [t_min, t_max] = [{self.t_min}, {self.t_max}]; they "
+                                 f"reach from t_min only to {reached:g}")
         return self
 
 
 class TrainConfig(_Frozen):
-    """Optimisation (SPEC §5 paper values as defaults). `samples` counts training examples
-    (one random snapshot of one sequence each); the paper's 20 epochs of 40 000 sequences is
-    800 000."""
+    """Optimisation (SPEC §5 paper values as defaults). `samples` counts noised training
+    examples, batch_size per step; with `diffusion.antithetic` each snapshot drawn is noised
+    twice (x_t and its mirror), so a step draws batch_size / 2 snapshots (batch_size must be
+    even) and 800 000 samples, the paper's 20 epochs x 40 000 in examples, draw 10 epochs of
+    snapshots."""
 
     samples: int = Field(default=800_000, gt=0)
     batch_size: int = Field(default=256, gt=0)
@@ -140,10 +152,10 @@ class GenerationConfig(_Frozen):
     method: "ode" (probability flow; adaptive without `steps`), "sde" (reverse SDE) or "pc"
     (predictor-corrector, Song et al. 2021: each step a `predictor` step, then
     `corrector_steps` Langevin steps with the learned score at the new time, step size
-    eps = 2 (snr |z| / |s|)^2 per chain, at most `corrector_max_step`; `final_corrector_steps`
-    more at t_min). steps: on a
-    log-spaced grid from t_max to t_min (default 500 for "sde" and "pc"). zero_time: one more
-    step from t_min to 0 at the end."""
+    one eps for the whole batch, eps = 2 snr^2 E|z|^2 / E|s|^2 with E|z|^2 = 2 per spin (a
+    step per chain would bias the stationary law), at most `corrector_max_step`;
+    `final_corrector_steps` more at t_min). steps: on a log-spaced grid from t_max to t_min
+    (default 500 for "sde" and "pc"). zero_time: one more step from t_min to 0 at the end."""
 
     method: Literal["ode", "sde", "pc"] = "ode"
     steps: int | None = Field(default=None, gt=0)
@@ -216,6 +228,10 @@ class RunConfig(_Frozen):
             raise ValueError(f"model.pair_cutoff: {cutoff} would drop the couplings of shells "
                              f"{cutoff + 1}..{shells}; expected at least {shells} (the "
                              f"interaction range of system.couplings)")
+        if self.diffusion.antithetic and self.train.batch_size % 2:
+            raise ValueError(f"train.batch_size: expected an even number with "
+                             f"diffusion.antithetic (pairs x_t and its mirror), got "
+                             f"{self.train.batch_size}")
         swap_every = self.simulation.swap_every  # TI and MBAR record energies at each swap
         partition = self.analysis.partition
         for name, sweeps in (("analysis.partition.ti_sweeps", partition.ti_sweeps),

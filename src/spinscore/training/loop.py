@@ -277,7 +277,7 @@ def make_batch(data: TrainingData, config: RunConfig, step: int):
 
 
 def _train_step(net, opt, data: TrainingData, config: RunConfig, step: int,
-                dev: torch.device, ddp: _Distributed) -> tuple[float, float]:
+                dev: torch.device, ddp: _Distributed) -> tuple[float, float, float]:
     tc = config.train
     x_t, types, t, target, weight, lengths = make_batch(data, config, step)
     n_spins = float((types >= 0).sum())
