@@ -188,4 +188,17 @@ def test_a_checkpoint_with_bad_stored_readout_times_is_one_clear_error(small_dat
     _untrained_checkpoint(tmp_path / "c.pt", yaml.safe_dump(raw), config)
     code, out = run(["extract", "--data", str(small_dataset), "--checkpoint",
                      str(tmp_path / "c.pt"), "--out", str(tmp_path / "x"), "--quiet"])
-    assert_clean_error(code, out, "c.pt (stored config): analysis", "at least two positive times")
+    assert_clean_error(code, out, "c.pt (stored config): analysis", "at least two distinct positive times")
+
+
+def test_neighbour_sums_of_a_basis_longer_than_the_chain():
+    """A range past the chain's length has no bond (it crashed): the sums are those of the
+    ranges that fit, zero for the others."""
+    from spinscore.physics.hamiltonian import bond_classes
+
+    types = np.array([[0, 1, 0]])
+    spins = np.random.default_rng(0).standard_normal((1, 3, 3))
+    fits = neighbour_sums(spins, bond_classes(types, 2, 2), 6)
+    long = neighbour_sums(spins, bond_classes(types, 2, 5), 15)
+    np.testing.assert_array_equal(long[..., :6, :], fits)
+    assert not long[..., 6:, :].any()

@@ -182,3 +182,19 @@ def test_ring_log_z_is_the_open_chain_when_one_bond_is_cut_even_when_strongly_co
         assert ring_log_z(j, beta) == pytest.approx(open_chain, rel=1e-12)
         j[3] *= -1
         assert ring_log_z(j, beta) == pytest.approx(open_chain, rel=1e-12)
+
+
+def test_log_sinhc_and_langevin_are_accurate_near_zero():
+    """Against 40-digit values, on both sides of the switch to the series (the closed forms
+    cancel there: log_sinhc was off by 1.2e-4 relative just above K = 1e-4)."""
+    import mpmath
+
+    from spinscore.physics.exact import langevin, log_sinhc
+
+    with mpmath.workdps(40):
+        for k in np.logspace(-7, 1.5, 400):
+            m = mpmath.mpf(k)
+            exact_log_sinhc = float(mpmath.log(mpmath.sinh(m) / m))
+            exact_langevin = float(mpmath.coth(m) - 1 / m)
+            assert log_sinhc(k) == pytest.approx(exact_log_sinhc, rel=1e-9)
+            assert langevin(k) == pytest.approx(exact_langevin, rel=1e-10)

@@ -87,7 +87,7 @@ def test_per_pair_layout_equals_the_bond_layout_on_a_chain():
     truth = config.parameter_vector()
     w = rng.normal(size=(5, n, n))
     w = w + np.swapaxes(w, 1, 2)
-    valid, seq = types >= 0, np.arange(5)
+    valid, seq = types >= 0, np.array([0, 0, 1, 1, 2])  # two snapshots: a spread to compare
     by_bond = DirectWStats.zeros(truth, 5, config.max_range, n)
     by_bond.add(seq, w, bonds, valid)
     by_pair = DirectWStats.with_slots(truth, 5, len(pairs))

@@ -11,7 +11,7 @@ from spinscore.analysis.extract import interaction_profile, network_readout
 from spinscore.analysis.inversion import design_matrix
 from spinscore.analysis.readout import extrapolate_to_zero, extrapolated_readout, identifiability
 from spinscore.config import ModelConfig
-from spinscore.io import read_dataset
+from spinscore.io import Dataset, read_dataset
 from spinscore.model import ScoreModel
 from spinscore.physics.hamiltonian import bond_classes
 from spinscore.systems import Lattice
@@ -105,7 +105,10 @@ def test_readout_outside_the_training_times_warns(tmp_path, small_dataset):
     assert len(warnings) == 1 and "t = 2 outside the training times [0.0001, 1]" in warnings[0]
     code, out = run(["extract", "--data", str(small_dataset), "--checkpoint", str(published),
                      "--out", str(tmp_path / "y"), "--t-extrapolate", "0.001", "--quiet"])
-    assert_clean_error(code, out, "--t-extrapolate", "at least two positive times")
+    assert_clean_error(code, out, "--t-extrapolate", "at least two distinct positive times")
+    code, out = run(["extract", "--data", str(small_dataset), "--checkpoint", str(published),
+                     "--out", str(tmp_path / "z"), "--t-extrapolate", "2e-4,2e-4", "--quiet"])
+    assert_clean_error(code, out, "--t-extrapolate", "two distinct positive times, got '2e-4,2e-4'")
 
 
 def _counted_model(max_length: int):
@@ -182,3 +185,27 @@ def test_couplings_memo_is_emptied_when_a_lattice_model_reads_another_lattice():
         assert len(memo._memo) == 1
         memo.set_system(lattice[1])
         assert len(memo._memo) == 0 and model.system is lattice[1]
+
+
+def test_interaction_profile_reads_whole_sequences_not_the_shortest_chains(small_dataset):
+    """Over `max_snapshots` it takes the first sequences (i.i.d. draws) with all their
+    snapshots; cutting the length-sorted batches took the shortest chains, and a whole batch."""
+    ds = read_dataset(small_dataset)
+    model, _ = _counted_model(int(ds.length.max()))
+    cut = interaction_profile(model, ds, 1e-3, max_snapshots=7, batch_size=128)
+    head = interaction_profile(model, ds.head(2), 1e-3, batch_size=128)
+    assert cut["snapshots"] == head["snapshots"] == 2 * ds.n_snapshots
+    assert cut["mean_abs_w"] == head["mean_abs_w"]
+    assert ds.head(2).length.tolist() == ds.length[:2].tolist()
+    assert ds.head(99) is ds
+
+
+def test_configuration_spread_is_undefined_with_one_snapshot_per_sequence(small_dataset):
+    ds = read_dataset(small_dataset)
+    model, _ = _counted_model(int(ds.length.max()))
+    one = Dataset(ds.path, ds.config, {**ds.arrays, "spins": ds.spins[:, :1],
+                                       "energy": ds.energy[:, :1]}, ds.attrs)
+    beta = ds.config.system.beta
+    spread = [network_readout(model, d, [1e-3], t_direct=1e-3, progress=False)[1]
+              .metrics(beta)["configuration_relative_rms"] for d in (ds, one)]
+    assert spread[0] > 1e-3 and spread[1] is None  # was ~1e-8: float rounding, not a spread

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run, simulate_cli
+from conftest import assert_clean_error, run, simulate_cli
 from score_oracles import SmoothedOracle
 from spinscore.analysis.extract import network_readout, network_shell_profile
 from spinscore.config import SystemConfig
@@ -108,3 +108,21 @@ def test_shells_the_lattice_lacks_or_no_readout_times_are_one_clear_error(wide_l
 ])
 def test_reproduce_reads_the_network_on_the_widest_basis_the_lattice_holds(system, expected):
     assert _readout_shells(SystemConfig.model_validate(system), 8) == expected
+
+
+@pytest.mark.parametrize("method", ["oracle", "score-matching", "pseudolikelihood"])
+def test_a_class_the_data_never_holds_is_one_error(tmp_path_factory, method):
+    """Rows alternating A, B on a periodic 4 x 4 lattice: every diagonal pair is AB, so J2_AA and
+    J2_BB have no pair (score matching and the oracle crashed, pseudo-likelihood read zero)."""
+    system = {**LATTICE, "couplings": {1: {"AA": 1.0, "BB": 0.5, "AB": -0.6},
+                                       2: {"AA": 0.2, "BB": 0.1, "AB": -0.1}},
+              "lattice": {"kind": "square", "size": [4, 4], "boundary": "periodic"},
+              "pattern": "AB" * 8}
+    data = simulate_cli(tmp_path_factory.mktemp("pattern"), system,
+                        {**SIMULATION, "sequences": 4, "snapshots": 4})
+    out = tmp_path_factory.mktemp("x") / method
+    code, output = run(["extract", "--data", str(data), "--out", str(out), "--method", method,
+                        "--quiet"])
+    assert_clean_error(code, output, "no pair of the data set is in the coupling classes "
+                       "J2_AA, J2_BB")
+    assert not out.exists()

@@ -203,6 +203,15 @@ class Dataset:
     def n_sequences(self) -> int:
         return self.arrays["spins"].shape[0]
 
+    def head(self, n: int) -> Dataset:
+        """The first `n` sequences with all their snapshots. Sequences are independent draws
+        (types and length) in index order, so this is an unbiased subset; the snapshot
+        iterators sort by length, and cutting one of them short is not."""
+        if n >= self.n_sequences:
+            return self
+        per_sequence = {k: v[:n] if k in CHUNK_FIELDS else v for k, v in self.arrays.items()}
+        return Dataset(self.path, self.config, per_sequence, self.attrs)
+
     @property
     def n_snapshots(self) -> int:
         return self.arrays["spins"].shape[1]

@@ -17,10 +17,10 @@ from spinscore.analysis.inversion import (
     system_design,
     system_layout,
 )
-from spinscore.analysis.paper_values import PUBLISHED_METRICS, PUBLISHED_RATIOS
+from spinscore.analysis.paper_values import PUBLISHED_METRICS, PUBLISHED_RATIOS, is_paper_system
 from spinscore.analysis.readout import DirectWStats, extrapolated_readout
 from spinscore.io import Dataset
-from spinscore.physics.hamiltonian import system_couplings, system_tangent_force
+from spinscore.physics.hamiltonian import system_classes, system_couplings, system_tangent_force
 
 
 def accumulate(ds: Dataset, force_fn, batch_size: int = 128, progress: bool = True,
@@ -110,10 +110,12 @@ def summarise(eqs: NormalEquations, ds: Dataset, method: str, n_boot: int = 200,
 def ratio_table(result: dict) -> str:
     """The paper's Table 1: truth, published network, ours (ratios to the first parameter)."""
     names = result["parameters"]
+    paper = is_paper_system(names, result["truth"])
     ci = result.get("bootstrap_ci95", {}).get("ratio_estimate")
-    lines = [f"{'parameter':<10} {'truth':>8} {'published':>10} {'ours':>9}  95% CI (bootstrap)"]
+    ci_head = "  95% CI (bootstrap)" if ci else ""
+    lines = [f"{'parameter':<10} {'truth':>8} {'published':>10} {'ours':>9}{ci_head}"]
     for k, name in enumerate(names):
-        pub = PUBLISHED_RATIOS.get(name) if set(names) == set(PUBLISHED_RATIOS) else None
+        pub = PUBLISHED_RATIOS[name] if paper else None
         pub_s = f"{pub:>10.3f}" if pub is not None else f"{'-':>10}"
         ci_s = f"[{ci[0][k]:+.3f}, {ci[1][k]:+.3f}]" if ci else ""
         lines.append(f"{name:<10} {result['ratio_truth'][k]:>8.3f} {pub_s} "
@@ -123,7 +125,7 @@ def ratio_table(result: dict) -> str:
                  f"{result['worst_ratio_error']:.4f}   scale {result['scale']:.4g} "
                  f"(scale/beta in score units {result['scale_over_beta']:.3f})   force R^2 "
                  f"{result['force_r2']:.5f}")
-    if set(names) == set(PUBLISHED_RATIOS):
+    if paper:
         p = PUBLISHED_METRICS
         lines.append(f"published: cosine {p['cosine']}   R^2 {p['r2']}   worst ratio error "
                      f"{p['worst_ratio_error']}")
@@ -207,8 +209,9 @@ def interaction_profile(model, ds: Dataset, t_eval: float,
                         max_snapshots: int = 2000, batch_size: int = 128) -> dict:
     """Mean |W_ij| and its quartiles against the pair feature d_ij = 1..max_distance the
     network sees (`SpinSystem.pair_features`: |i - j| on a chain, the paper's Fig. 2; the
-    distance shell on a lattice; the shell, then n_shells + hops, on a graph), over (up to
-    `max_snapshots` of) the test snapshots. `true_range`: the largest d with a coupling.
+    distance shell on a lattice; the shell, then n_shells + hops, on a graph), over the test
+    snapshots (of the first sequences, `Dataset.head`, where there are more than
+    `max_snapshots`). `true_range`: the largest d with a coupling.
 
     At t > 0 the heat kernel itself couples sites two bonds apart: the score of the smoothed
     density gains t/2 grad |grad log p|^2, pairs j, k with a common neighbour i at
@@ -223,9 +226,8 @@ def interaction_profile(model, ds: Dataset, t_eval: float,
     values: dict[str, list[list[np.ndarray]]] = {k: [[] for _ in range(max_distance)]
                                                  for k in keys}
     seen = 0
+    ds = ds.head(max(1, max_snapshots // ds.n_snapshots))
     for b in snapshot_batches(ds, batch_size):
-        if seen >= max_snapshots:
-            break
         n = b.spins.shape[1]
         w = {"t_eval": network_field(model, b.spins, b.types, t_eval)[0].numpy()}
         if t_zero is not None:
@@ -246,6 +248,16 @@ def interaction_profile(model, ds: Dataset, t_eval: float,
         result["extrapolated"] = {**_profile_summary(values["t_zero"], sites.n_shells),
                                   "times": list(t_zero)}
     return result
+
+
+def absent_classes(ds: Dataset) -> list[str]:
+    """The coupling classes (shell and pair of types, `SystemConfig.parameter_names`) that no
+    pair of any sample of `ds` belongs to: no readout can tell their value (a fixed site
+    pattern can leave out a pair of types, chains too short a shell)."""
+    classes = system_classes(dataset_system(ds.config.system), ds.types.astype(np.int64))
+    present = set(np.unique(classes[classes >= 0]).tolist())
+    return [name for k, name in enumerate(ds.config.system.parameter_names())
+            if k not in present]
 
 
 def linear_to_zero(times: tuple[float, float], at_t1, at_t2):

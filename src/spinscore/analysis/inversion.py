@@ -27,7 +27,7 @@ def neighbour_sums(spins: np.ndarray, classes: np.ndarray, n_params: int) -> np.
     """
     length = spins.shape[-2]
     g = np.zeros((*spins.shape[:-1], n_params, 3))
-    for r in range(1, classes.shape[-2] + 1):
+    for r in range(1, min(classes.shape[-2], length - 1) + 1):  # no bond spans L sites
         cls = classes[..., r - 1, : length - r]  # bond (i, i+r) for i < L - r
         onehot = (cls[..., None] == np.arange(n_params)).astype(float)  # (..., L-r, P)
         g[..., : length - r, :, :] += onehot[..., None] * spins[..., r:, None, :]

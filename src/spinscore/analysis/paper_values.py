@@ -21,5 +21,15 @@ REVISED_MIXING = {"lag_1": 0.5095, "lag_1_ci95": [0.5062, 0.5126], "independent"
                   "independent_ci95": [0.5051, 0.5111], "sequences": 2000}
 
 
-def is_paper_system(parameter_names: list[str]) -> bool:
-    return set(parameter_names) == set(PUBLISHED_RATIOS)
+# The paper's couplings (SPEC §2), in units of J.
+PAPER_COUPLINGS = {"J1_AA": 1.0, "J1_BB": 0.5, "J1_AB": 0.8, "J2_AA": -0.45, "J2_BB": -0.25,
+                   "J2_AB": -0.35}
+
+
+def is_paper_system(parameter_names: list[str], truth) -> bool:
+    """Whether a readout's couplings (names and true values, as in extraction.json) are the
+    paper's, so that its published numbers apply (another system with the same type names
+    and ranges, e.g. the square preset, is not)."""
+    return (set(parameter_names) == set(PAPER_COUPLINGS)
+            and all(abs(PAPER_COUPLINGS[n] - float(j)) < 1e-12
+                    for n, j in zip(parameter_names, truth, strict=True)))

@@ -89,7 +89,8 @@ class DirectWStats:
 
     def metrics(self, beta: float) -> dict:
         """The revised release's direct-W metrics (SPEC §8b); classes with J_c = 0 are left
-        out of a* and the class ratios (their ratio is undefined)."""
+        out of a* and the class ratios (their ratio is undefined); the configuration-relative
+        RMS is None with one snapshot per sequence (no spread to measure)."""
         n, sw, sj, sww, sjj, swj = self.moments
         cov = swj / n - sw * sj / n**2
         var_w, var_j = sww / n - (sw / n) ** 2, sjj / n - (sj / n) ** 2
@@ -100,6 +101,7 @@ class DirectWStats:
         fit_res = sww - 2 * a_star * swj + a_star**2 * sjj
         seen = self.pair_count > 0
         spread = sww - float((self.pair_sum[seen] ** 2 / self.pair_count[seen]).sum())
+        repeated = bool((self.pair_count > 1).any())  # a spread needs two snapshots of a pair
         return {
             "pearson": float(cov / np.sqrt(var_w * var_j)),
             "a_star": a_star,
@@ -107,7 +109,8 @@ class DirectWStats:
             "class_mean_w": mean_w.tolist(),
             "class_ratio_relative_rms": float(np.sqrt(np.mean((ratio / a_star - 1) ** 2))),
             "pointwise_relative_rmse": float(np.sqrt(max(fit_res, 0.0) / sww)),
-            "configuration_relative_rms": float(np.sqrt(max(spread, 0.0) / sww)),
+            "configuration_relative_rms": float(np.sqrt(max(spread, 0.0) / sww)) if repeated
+            else None,
             "support_share": self.abs_support / self.abs_all if self.abs_all else float("nan"),
             "n_observations": int(n),
         }

@@ -80,8 +80,9 @@ def _times(text: str, option: str) -> list[float] | None:
     except ValueError:
         raise SpinscoreError(f"{option}: expected comma-separated times, auto or none, "
                              f"got {text!r}") from None
-    if len(times) < 2 or min(times) <= 0:
-        raise SpinscoreError(f"{option}: expected at least two positive times, got {text!r}")
+    if len(set(times)) < len(times) or len(times) < 2 or min(times) <= 0:
+        raise SpinscoreError(f"{option}: expected at least two distinct positive times, got "
+                             f"{text!r}")
     return times
 
 @main.command()

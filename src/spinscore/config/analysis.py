@@ -75,10 +75,11 @@ class AnalysisConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> AnalysisConfig:
-        if self.t_extrapolate is not None and (len(self.t_extrapolate) < 2
-                                               or min(self.t_extrapolate) <= 0):
-            raise ValueError(f"t_extrapolate: expected at least two positive times, got "
-                             f"{list(self.t_extrapolate)}")
+        times = self.t_extrapolate
+        if times is not None and (len(set(times)) < len(times) or len(times) < 2
+                                  or min(times) <= 0):
+            raise ValueError(f"t_extrapolate: expected at least two distinct positive times, "
+                             f"got {list(times)}")
         return self
 
     def eval_time(self, trained_t: list[float]) -> float:

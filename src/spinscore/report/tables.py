@@ -24,7 +24,8 @@ def direct_w_table(direct: dict, paper: bool) -> str:
     lines = [f"{head:<36} {'ours':>9} {'revised release':>16}"]
     for key, name in DIRECT_W_NAMES.items():
         quoted = f"{REVISED_DIRECT_W[key]:>16.4g}" if paper else f"{'-':>16}"
-        lines.append(f"{name:<36} {direct[key]:>9.4f} {quoted}")
+        ours = f"{'-':>9}" if direct[key] is None else f"{direct[key]:>9.4f}"
+        lines.append(f"{name:<36} {ours} {quoted}")
     return "\n".join(lines)
 
 
@@ -45,7 +46,7 @@ def extrapolated_table(ext: dict) -> str:
 
 def readout_summary(result: dict) -> str:
     """Direct-W, the readout against t, its extrapolation and the identifiability audit."""
-    paper = is_paper_system(result["parameters"])
+    paper = is_paper_system(result["parameters"], result["truth"])
     parts = [direct_w_table(result["direct_w"], paper)]
     rows = [f"{'t':>8} {'cosine':>9} {'R^2':>7} {'worst ratio err':>16} {'scale/beta':>11}"]
     for r in result["readout_by_t"]:

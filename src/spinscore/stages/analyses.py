@@ -59,6 +59,12 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
                        ds.attrs)
         if method != "network":  # the network is read on its own basis, then on the wide one
             ds = wide
+    for basis in (ds, wide):
+        missing = [] if basis is None else ex.absent_classes(basis)
+        if missing:
+            raise SpinscoreError(f"{data}: no pair of the data set is in the coupling "
+                                 f"classes {', '.join(missing)}: their values cannot be read "
+                                 f"(a fixed site pattern or short chains leave them out)")
     system = ds.config.system
     profile, eqs = None, None
     if method == "network":
