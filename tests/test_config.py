@@ -79,6 +79,7 @@ BAD = [
     ({"analysis.partition.ti_sweeps": 4},
      "analysis.partition.ti_sweeps: expected at least simulation.swap_every (5) sweeps, got 4"),
     ({"reproduce.thermo_sweeps": 3}, "reproduce.thermo_sweeps: expected at least"),
+    ({"simulation.thinning": 1}, "snapshots x thinning (3 x 1): no swap step (every 5 sweeps)"),
     ({"train.batch_size": 7}, "train.batch_size: expected an even number with diffusion.antithetic"),
     ({"diffusion.t_sampling": [{"weight": 1, "low": 0.01, "high": 1.0}]},
      "must cover [t_min, t_max] = [0.001, 5.0]; they reach from t_min only to 0.001"),

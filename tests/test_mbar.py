@@ -9,8 +9,7 @@ from spinscore.analysis.mbar import mbar_log_z
 from spinscore.analysis.thermo import exact_single_range, thermodynamic_integration
 from spinscore.config import SimulationConfig, SystemConfig, parse_config
 from spinscore.physics.exact import LOG_4PI, ring_log_z
-from spinscore.sampling.kernels import measurement_count
-from spinscore.sampling.remc import simulate_chain, temperature_ladder
+from spinscore.sampling.remc import measurement_count, simulate_chain, temperature_ladder
 
 NN_SYSTEM = {**PAPER_SYSTEM, "couplings": {1: PAPER_SYSTEM["couplings"][1]}}
 QUICK_SIM = SimulationConfig(sequences=1, snapshots=1, replicas=16, t_max=5.0, burn_in=1000,

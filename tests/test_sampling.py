@@ -6,7 +6,7 @@ from numba import njit
 from scipy import stats
 from scipy.optimize import minimize
 
-from conftest import make_config
+from conftest import PAPER_SYSTEM, make_config
 from spinscore.physics import exact
 from spinscore.physics.hamiltonian import bond_couplings, energy
 from spinscore.sampling import kernels
@@ -200,3 +200,29 @@ def test_ladder_is_geometric():
     t = temperature_ladder(0.05, 5.0, 16)
     assert t[0] == pytest.approx(5.0) and t[-1] == pytest.approx(0.05)
     np.testing.assert_allclose(t[1:] / t[:-1], (0.01) ** (1 / 15))
+
+
+@pytest.mark.parametrize("geometry", ["chain", "ring"])
+def test_swap_counts_and_round_trips_are_those_after_burn_in(geometry):
+    """1000 sweeps of burn-in, then two swap steps (sweeps 1010 and 1020: even pairs, then the
+    odd one): one attempt per pair of neighbouring temperatures, at most two round trips (the
+    burn-in's hundred swap steps were counted too)."""
+    from spinscore.sampling.remc import _remc_on_chain, _remc_on_graph, measurement_count
+    from spinscore.systems import system_from_config
+
+    shape = {"length": [20, 20]} if geometry == "chain" else \
+        {"lattice": {"kind": "chain", "size": [20], "boundary": "periodic"}}
+    system = {k: v for k, v in PAPER_SYSTEM.items() if k != "length"}
+    cfg = make_config({**system, **shape}, burn_in=1000, snapshots=2, thinning=10, swap_every=10)
+    sim, sites = cfg.simulation, system_from_config(cfg.system)
+    types = np.random.default_rng(0).integers(0, 2, 20).astype(np.int8)
+    betas = 1 / temperature_ladder(cfg.system.temperature, sim.t_max, 4)
+    attempted, accepted = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    trace = np.empty((measurement_count(1000, 2, 10, 10), 4))
+    state = np.random.default_rng(1).bit_generator.random_raw(4).astype(np.uint64) | np.uint64(1)
+    schedule = (betas, 1000, 2, 10, 10, state, np.empty((2, 20, 3)), accepted, attempted,
+                np.zeros(4), np.zeros(4), trace)
+    run = _remc_on_chain if geometry == "chain" else _remc_on_graph
+    n_samples, trips = run(sites, types, cfg.system.coupling_table(), schedule)
+    assert n_samples == 2 and attempted.tolist() == [1, 1, 1] and 0 <= trips <= 2
+    assert np.all(accepted <= attempted)

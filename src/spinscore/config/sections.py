@@ -25,6 +25,18 @@ class SimulationConfig(_Frozen):
     seed: int = Field(default=0, ge=0)
     chunk_size: int = Field(default=32, gt=0)
 
+    @model_validator(mode="after")
+    def _check(self) -> SimulationConfig:
+        # the ladder's energies and swap rates are measured at the swap steps after burn-in
+        # (one replica has no swaps to rate: snapshots a sweep apart stay possible there)
+        end = self.burn_in + self.snapshots * self.thinning
+        if self.replicas > 1 and end // self.swap_every == self.burn_in // self.swap_every:
+            raise ValueError(f"snapshots x thinning ({self.snapshots} x {self.thinning}): no "
+                             f"swap step (every {self.swap_every} sweeps) after burn-in, so "
+                             f"nothing to measure the ladder with; expected a multiple of "
+                             f"swap_every in sweeps {self.burn_in + 1}..{end}")
+        return self
+
 
 class ModelConfig(_Frozen):
     """The score network (SPEC §5). The paper's sizes are c_s 64, c_z 32, 4 blocks, 4 heads."""

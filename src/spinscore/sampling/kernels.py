@@ -6,6 +6,17 @@ Layout used by every kernel of one chain:
     bonds: (K, L + 2K) float64 -- bonds[r-1, p] couples padded rows p and p + r (zero when
            either is padding).
 
+Layout of the graph kernels (lattices, graphs; the chain keeps its padded kernels, the ones its
+data sets were made with):
+    spins: (R, N, 3) float64 -- R replicas of N sites;
+    offsets (N + 1,), neighbours (2P,), neighbour_couplings (2P,): the interaction graph in
+        compressed rows (CSR): the neighbours of site i are neighbours[offsets[i]:offsets[i+1]]
+        with couplings J_ij (each pair appears once from each end);
+    pair_i, pair_j, pair_couplings (P,): each pair once, for the energy.
+
+Every compiled function and all it calls live in this file: Numba's cache is invalidated only by
+edits of the file that defines a cached function (a helper elsewhere would stay stale).
+
 Randomness is explicit: a xoshiro256** state (4 uint64, seeded from NumPy's SeedSequence per
 chain) is passed to every kernel, so a chain's trajectory depends only on its own seed and never
 on the thread that runs it. xoshiro is used instead of a NumPy Generator inside the kernels
@@ -226,20 +237,22 @@ def heat_bath_samples(h, beta, n, s):
 
 
 @njit(inline="always")
-def exchange_step(betas, energies, perm, last_end, phase, swap_accepted, swap_attempted, s):
+def exchange_step(betas, energies, perm, last_end, phase, swap_accepted, swap_attempted,
+                  counted, s):
     """Propose swaps of neighbouring temperatures (a, a + 1) for a = phase, phase + 2, ...
     (Metropolis on (beta_a - beta_a+1)(E_a - E_a+1)), then update the round-trip bookkeeping.
 
     perm (R,): slot at each temperature; energies (R,) at each temperature; last_end (R,) per
-    slot: 0 none, 1 hottest, 2 coldest; counters (R-1,). All updated in place.
+    slot: 0 none, 1 hottest, 2 coldest; counters (R-1,), incremented only when `counted` (after
+    burn-in). All updated in place.
     Returns (next phase, round trips completed by this step).
     """
     n_rep = perm.shape[0]
     for a in range(phase, n_rep - 1, 2):
-        swap_attempted[a] += 1
+        swap_attempted[a] += counted
         delta = (betas[a] - betas[a + 1]) * (energies[a] - energies[a + 1])
         if delta >= 0.0 or uniform(s) < math.exp(delta):
-            swap_accepted[a] += 1
+            swap_accepted[a] += counted
             perm[a], perm[a + 1] = perm[a + 1], perm[a]
             energies[a], energies[a + 1] = energies[a + 1], energies[a]
     trips = 0
@@ -261,13 +274,6 @@ def record_energies(energies, ladder_energy, ladder_energy_sq, trace_row):
         trace_row[k] = energies[k]
 
 
-def measurement_count(burn_in: int, n_snapshots: int, thinning: int, swap_every: int) -> int:
-    """Number of swap steps after burn-in in a REMC run (`remc_chain`, `remc_graph`): the
-    rows of its energy trace, one per sweep t in (burn_in, burn_in + n_snapshots thinning]
-    with t a multiple of swap_every."""
-    return (burn_in + n_snapshots * thinning) // swap_every - burn_in // swap_every
-
-
 @njit(nogil=True, cache=True)
 def remc_chain(
     spins, bonds, order, betas, burn_in, n_snapshots, thinning, swap_every, s,
@@ -285,15 +291,16 @@ def remc_chain(
         s: xoshiro256** state (4,) uint64.
     Outputs (filled in place):
         snapshots: (n_snapshots, L, 3) the coldest replica after sweep burn_in + (k+1) thinning.
-        swap_accepted, swap_attempted: (R-1,) counts per neighbouring pair.
+        swap_accepted, swap_attempted: (R-1,) counts per neighbouring pair after burn-in.
         ladder_energy, ladder_energy_sq: (R,) sums of E and E^2 at each temperature over the
             swap steps after burn-in (divide by the returned count).
         ladder_trace: (n_measurements, R) E at each temperature after each of those swap steps,
             in order; it must have exactly `measurement_count` rows (Numba does not check the
             bounds).
     Returns:
-        (n_energy_samples, round_trips): round trips counts walkers that travelled from the
-        hottest to the coldest temperature (each after having visited the hottest).
+        (n_energy_samples, round_trips): round trips counts walkers that reached the coldest
+        temperature after burn-in, having come from the hottest (which they may have visited
+        during burn-in).
     """
     n_rep = spins.shape[0]
     n_range = bonds.shape[0]
@@ -301,20 +308,17 @@ def remc_chain(
     perm = np.arange(n_rep)  # perm[k]: replica slot currently at temperature k
     last_end = np.zeros(n_rep, dtype=np.int8)  # per slot: 0 none, 1 hottest, 2 coldest
     energies = np.empty(n_rep)
-    phase = 0
-    n_samples = 0
-    trips = 0
-    total = burn_in + n_snapshots * thinning
-    for t in range(1, total + 1):
+    phase, n_samples, trips = 0, 0, 0
+    for t in range(1, burn_in + n_snapshots * thinning + 1):
         for k in range(n_rep):
             sweep(spins[perm[k]], bonds, order, betas[k], s)
         if t % swap_every == 0:
             for k in range(n_rep):
                 energies[k] = chain_energy(spins[perm[k]], bonds)
             phase, new_trips = exchange_step(betas, energies, perm, last_end, phase,
-                                             swap_accepted, swap_attempted, s)
-            trips += new_trips
+                                             swap_accepted, swap_attempted, t > burn_in, s)
             if t > burn_in:
+                trips += new_trips
                 record_energies(energies, ladder_energy, ladder_energy_sq,
                                 ladder_trace[n_samples])
                 n_samples += 1
@@ -325,3 +329,72 @@ def remc_chain(
                 for c in range(3):
                     snapshots[snap, i, c] = cold[n_range + i, c]
     return n_samples, trips
+
+
+# --- any interaction graph (lattices, graphs): the same moves on an unpadded layout -----------
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def graph_sweep(spins, offsets, neighbours, neighbour_couplings, order, beta, s):
+    """One sweep over the sites of one replica (N, 3) in `order` (N,) (colour by colour from
+    the system's checked colouring); heat bath or over-relaxation at each site, in place."""
+    for k in range(order.shape[0]):
+        i = order[k]
+        hx = hy = hz = 0.0
+        for p in range(offsets[i], offsets[i + 1]):
+            j = neighbours[p]
+            c = neighbour_couplings[p]
+            hx += c * spins[j, 0]
+            hy += c * spins[j, 1]
+            hz += c * spins[j, 2]
+        apply_move(spins, i, hx, hy, hz, beta, s)
+
+
+@njit(nogil=True, cache=True)
+def graph_energy(spins, pair_i, pair_j, pair_couplings):
+    """Energy -sum_p J_p S_i.S_j of one replica (N, 3); renormalises the spins first (removes
+    the rounding drift of repeated over-relaxation)."""
+    for i in range(spins.shape[0]):
+        n = math.sqrt(spins[i, 0] ** 2 + spins[i, 1] ** 2 + spins[i, 2] ** 2)
+        spins[i, 0] /= n
+        spins[i, 1] /= n
+        spins[i, 2] /= n
+    e = 0.0
+    for p in range(pair_i.shape[0]):
+        i, j = pair_i[p], pair_j[p]
+        e -= pair_couplings[p] * (spins[i, 0] * spins[j, 0] + spins[i, 1] * spins[j, 1]
+                                  + spins[i, 2] * spins[j, 2])
+    return e
+
+
+@njit(nogil=True, cache=True)
+def remc_graph(
+    spins, offsets, neighbours, neighbour_couplings, pair_i, pair_j, pair_couplings, order,
+    betas, burn_in, n_snapshots, thinning, swap_every, s,
+    snapshots, swap_accepted, swap_attempted, ladder_energy, ladder_energy_sq, ladder_trace,
+):  # fmt: skip
+    """Replica-exchange Monte Carlo of one sample on a graph; the schedule, outputs and return
+    value are those of `kernels.remc_chain`, with spins (R, N, 3) and snapshots
+    (n_snapshots, N, 3)."""
+    n_rep = spins.shape[0]
+    perm = np.arange(n_rep)
+    last_end = np.zeros(n_rep, dtype=np.int8)
+    energies = np.empty(n_rep)
+    phase, n_samples, trips = 0, 0, 0
+    for t in range(1, burn_in + n_snapshots * thinning + 1):
+        for k in range(n_rep):
+            graph_sweep(spins[perm[k]], offsets, neighbours, neighbour_couplings, order,
+                        betas[k], s)
+        if t % swap_every == 0:
+            for k in range(n_rep):
+                energies[k] = graph_energy(spins[perm[k]], pair_i, pair_j, pair_couplings)
+            phase, new_trips = exchange_step(betas, energies, perm, last_end, phase,
+                                             swap_accepted, swap_attempted, t > burn_in, s)
+            if t > burn_in:
+                trips += new_trips
+                record_energies(energies, ladder_energy, ladder_energy_sq,
+                                ladder_trace[n_samples])
+                n_samples += 1
+        if t > burn_in and (t - burn_in) % thinning == 0:
+            snapshots[(t - burn_in) // thinning - 1] = spins[perm[n_rep - 1]]
+    return n_samples, trips
+

@@ -20,7 +20,7 @@ from spinscore.physics.hamiltonian import (
     system_couplings,
     system_energy,
 )
-from spinscore.sampling import graph_kernels, kernels
+from spinscore.sampling import kernels
 from spinscore.systems import Chain, SpinSystem, system_from_config
 
 
@@ -93,7 +93,7 @@ def simulate_chain(
     accepted = np.zeros(max(len(betas) - 1, 0), dtype=np.int64)
     attempted = np.zeros_like(accepted)
     e_sum, e_sq = np.zeros(len(betas)), np.zeros(len(betas))
-    trace = np.empty((kernels.measurement_count(sim.burn_in, sim.snapshots, sim.thinning,
+    trace = np.empty((measurement_count(sim.burn_in, sim.snapshots, sim.thinning,
                                                 sim.swap_every), len(betas)))
     schedule = (betas, sim.burn_in, sim.snapshots, sim.thinning, sim.swap_every, state,
                 snaps, accepted, attempted, e_sum, e_sq, trace)
@@ -122,15 +122,15 @@ def _remc_on_chain(chain: Chain, types: np.ndarray, table: np.ndarray, schedule:
 
 
 def _remc_on_graph(sites: SpinSystem, types: np.ndarray, table: np.ndarray, schedule: tuple):
-    """`graph_kernels.remc_graph` on the system's pairs; returns (n_samples, trips)."""
+    """`kernels.remc_graph` on the system's pairs; returns (n_samples, trips)."""
     n_sites = len(types)
     pairs = sites.pairs(n_sites)
     couplings = pair_couplings(types.astype(np.int64), pairs, table)
-    offsets, neighbours, neighbour_couplings = graph_kernels.neighbour_table(
+    offsets, neighbours, neighbour_couplings = neighbour_table(
         n_sites, pairs.i, pairs.j, couplings)
     spins = np.zeros((len(schedule[0]), n_sites, 3))
     kernels.random_spins(spins, 0, schedule[5])
-    return graph_kernels.remc_graph(spins, offsets, neighbours, neighbour_couplings, pairs.i,
+    return kernels.remc_graph(spins, offsets, neighbours, neighbour_couplings, pairs.i,
                                     pairs.j, couplings, sites.sweep_order(n_sites), *schedule)
 
 
@@ -198,3 +198,27 @@ def run_chunks_local(config: RunConfig, chunks: list[range], threads: int):
             if len(queued) > 1 or (chunk is None and queued):
                 done, futures = queued.popleft()
                 yield done, pack_chunk(config, done, [f.result() for f in futures])
+
+
+def measurement_count(burn_in: int, n_snapshots: int, thinning: int, swap_every: int) -> int:
+    """Number of swap steps after burn-in in a REMC run (`remc_chain`, `remc_graph`): the
+    rows of its energy trace, one per sweep t in (burn_in, burn_in + n_snapshots thinning]
+    with t a multiple of swap_every."""
+    return (burn_in + n_snapshots * thinning) // swap_every - burn_in // swap_every
+
+
+def neighbour_table(n_sites: int, pair_i: np.ndarray, pair_j: np.ndarray,
+                    couplings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The CSR neighbour table of P pairs on N sites.
+
+    Args: pair_i, pair_j (P,) int site indices; couplings (P,) float J of each pair.
+    Returns: offsets (N + 1,) int64, neighbours (2P,) int64, neighbour_couplings (2P,) float64;
+        within a site, neighbours in the order the pairs are listed.
+    """
+    ends = np.concatenate([pair_i, pair_j]).astype(np.int64)
+    other = np.concatenate([pair_j, pair_i]).astype(np.int64)
+    values = np.concatenate([couplings, couplings]).astype(np.float64)
+    order = np.argsort(ends, kind="stable")
+    offsets = np.zeros(n_sites + 1, dtype=np.int64)
+    np.cumsum(np.bincount(ends, minlength=n_sites), out=offsets[1:])
+    return offsets, other[order], values[order]
