@@ -114,3 +114,16 @@ def test_reproduce_end_to_end_on_a_tiny_preset(tmp_path):
     code, text = run(["reproduce", "--preset", str(preset), "--out", str(out), "--quiet"])
     assert code == 0, text
     assert (out / "stages" / "train.json").read_text() == first  # cached, not retrained
+    # trained under t_eval 0.002, then read under the config's own (the default, 0.001): the
+    # cached checkpoint's stored t_eval must not leak; thermo, no longer asked for, is removed
+    retrained = ["--set", "train.lr=0.002", "--set", "reproduce.thermo=false"]
+    for extra in (["--set", "analysis.t_eval=0.002"], []):
+        code, text = run(["reproduce", "--preset", str(preset), "--out", str(out), "--quiet",
+                          *retrained, *extra])
+        assert code == 0, text
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["extraction"]["t_eval"] == (0.002 if extra else 0.001)
+        assert metrics["ood"]["t_eval"] == (0.002 if extra else 0.001)
+        assert metrics["thermo"] is None and not (out / "thermo").exists()
+        assert not (out / "stages" / "thermo.json").exists()
+    assert (out / "stages" / "train.json").read_text() != first

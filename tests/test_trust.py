@@ -82,6 +82,10 @@ def test_trust_summary_auc_and_threshold():
     assert summary["best_flag"] in ("explained_variance", "combined")
     assert summary["sets"]["uniform"]["drift_auc"]["explained_variance"] > 0.95
     assert set(summary["sets"]["hot"]["drift_auc"]) == {*FLAGS, "combined"}
+    calm = {name: {**v, "error": np.ones(200)} for name, v in pool.items()}  # none unreliable
+    summary = trust_summary(calm)  # crashed: no AUC to rank the flags by
+    assert summary["unreliable"] == 0 and summary["best_flag"] is None
+    assert all(v is None for v in summary["auc_unreliable"].values())
 
 
 class DifferentiableOracle(BoltzmannScore):

@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from spinscore import stages
-from spinscore.io import atomic_write_bytes
+from spinscore.io import atomic_write_bytes, git_commit
 
 
 @dataclass
@@ -30,6 +30,15 @@ class Pipeline:
     run_dir: Path
     progress: bool = True
     records: dict[str, dict] = field(default_factory=dict)
+
+    def prune(self, planned: set[str]) -> None:
+        """Delete the folder and record of every finished or started stage not in `planned`
+        (a stage the config no longer asks for), so no report reads its old results."""
+        records = self.run_dir / "stages"
+        for path in [*records.glob("*.json"), *records.glob("*.started")]:
+            if path.stem not in planned:
+                shutil.rmtree(self.run_dir / path.stem, ignore_errors=True)
+                path.unlink(missing_ok=True)
 
     def stage(self, name: str, inputs: list[str], run: Callable[[Path], dict | None],
               bar: tqdm) -> dict:
@@ -57,7 +66,8 @@ class Pipeline:
         start = time.perf_counter()
         summary = run(stage_dir) or {}
         record = {"stage": name, "key": key, "seconds": time.perf_counter() - start,
-                  "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "summary": summary}
+                  "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "git_commit": git_commit(),
+                  "summary": summary}
         stages.write_json(record_path, record)
         started.unlink()
         bar.update(1)

@@ -14,6 +14,7 @@ it crashed with the same inputs (`stages/<stage>.started` holds them), else star
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
-from spinscore import stages
+from spinscore import __version__, stages
 from spinscore.checkpoints import EARLY_CHECKPOINT
 from spinscore.config import RunConfig, load_config
 from spinscore.config.molecule import MoleculeRunConfig
@@ -43,7 +44,8 @@ PUBLISHED_T_EVAL = 1e-4  # where the paper reads its network
 
 
 def _repo_file(relative: Path) -> Path | None:
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+    """`relative` in this checkout of spinscore, else in the working directory."""
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
         if (root / relative).exists():
             return root / relative
     return None
@@ -178,15 +180,28 @@ def _train(run: Run, stage_dir: Path) -> dict:
     return json.loads((stage_dir / "train_summary.json").read_text())
 
 
+def readout_times(config: RunConfig) -> tuple[float, list[float]]:
+    """The run's readout times, from its own config: `analysis.t_eval` and `t_extrapolate`,
+    else the smallest training time and its doublings. Never those stored in the checkpoint,
+    which a cached training stage may have written under other analysis settings."""
+    from spinscore.analysis.extract import default_readout_times
+
+    low = min(c.low for c in config.diffusion.t_sampling)
+    times = config.analysis.t_extrapolate
+    return (config.analysis.eval_time([low]),
+            list(times) if times is not None else default_readout_times(low))
+
+
 def _extract(run: Run, stage_dir: Path) -> dict:
     ac, results = run.config.analysis, {}
+    t_eval, t_extrapolate = readout_times(run.config)
     shells = _readout_shells(run.config.system, min(run.config.model.max_distance, 15))
     for method in ("network", "oracle", "pseudolikelihood", "score-matching"):
         results[method] = stages.extract(
             run.data("test"), stage_dir / method, method,
-            run.checkpoint if method == "network" else None, ac.t_eval, ac.bootstrap,
+            run.checkpoint if method == "network" else None, t_eval, ac.bootstrap,
             ac.batch_size, per_config=method == "network", progress=run.inner,
-            t_extrapolate=ac.t_extrapolate, shells=shells if method == "network" else None)
+            t_extrapolate=t_extrapolate, shells=shells if method == "network" else None)
     summary = {m: {k: r[k] for k in SUMMARY_KEYS} for m, r in results.items()}
     ext = results["network"].get("extrapolated")
     if ext:
@@ -229,7 +244,7 @@ def _ood(run: Run, stage_dir: Path) -> dict:
             if name.startswith("ood_")}
     early = run.checkpoint.with_name(EARLY_CHECKPOINT)
     summary = stages.ood(run.checkpoint, run.data("test"), sets, stage_dir,
-                         run.config.analysis.t_eval, progress=run.inner,
+                         readout_times(run.config)[0], progress=run.inner,
                          trust=run.config.analysis.trust,
                          early_checkpoint=early if early.exists() else None)
     aucs = {name: s.get("auc") for name, s in summary["sets"].items()}
@@ -281,20 +296,22 @@ def plan(run: Run) -> list[tuple[str, list[str], list[str], Callable[[Path], dic
 
     A stage's cache key hashes the upstream records' keys followed by the input texts."""
     config, rc, ac = run.config, run.config.reproduce, run.config.analysis
-    steps = [(f"simulate_{name}", [], [cfg.to_yaml(("system", "simulation"))],
-              partial(_simulate, run, name)) for name, cfg in run.datasets.items()]
+    # chunk_size only cuts the work into pieces: the file is the same (tests/test_simulate.py)
+    steps = [(f"simulate_{name}", [], [cfg.model_dump_json(
+        include={"system", "simulation"}, exclude={"simulation": {"chunk_size"}})],
+        partial(_simulate, run, name)) for name, cfg in run.datasets.items()]
     steps += [
         ("inspect", ["simulate_train"], [], partial(_inspect, run)),
         ("train", ["simulate_train"], [config.to_yaml(("model", "diffusion", "train"))],
          partial(_train, run)),
-        ("extract", ["train", "simulate_test"], [config.to_yaml(("analysis",))],
-         partial(_extract, run)),
+        ("extract", ["train", "simulate_test"],
+         [ac.model_dump_json(exclude={"partition", "trust"})], partial(_extract, run)),
     ]
     published = published_checkpoint()
     if published is not None and is_published_system(config.system):
+        digest = hashlib.sha256(published.read_bytes()).hexdigest()
         steps.append(("extract_published", ["simulate_test"],
-                      [f"{published.stat().st_size} bootstrap={ac.bootstrap}"],
-                      partial(_extract_published, run)))
+                      [f"{digest} bootstrap={ac.bootstrap}"], partial(_extract_published, run)))
     ood_sets = [f"simulate_{name}" for name in run.datasets if name.startswith("ood_")]
     steps += [
         ("mixing", ["simulate_train"], [f"n={rc.mixing_sequences}"], partial(_mixing, run)),
@@ -305,7 +322,7 @@ def plan(run: Run) -> list[tuple[str, list[str], list[str], Callable[[Path], dic
          [f"n={rc.generate} seq={rc.partition_sequence}", config.to_yaml(("generation",))],
          partial(_generate, run)),
         ("partition", ["train", "simulate_test"],
-         [f"seq={rc.partition_sequence}", config.to_yaml(("analysis",))],
+         [f"seq={rc.partition_sequence}", ac.partition.model_dump_json()],
          partial(_partition, run)),
     ]
     if rc.thermo:
@@ -332,10 +349,12 @@ def reproduce(preset: str, run_dir: str | Path, overrides: tuple[str, ...] = (),
     # the stages' own bars sit below the overall one
     run = Run(config, run_dir, data_configs(config), device, inner=progress)
     steps = plan(run)
+    pipe.prune({name for name, *_ in steps} | {"report"})  # e.g. thermo after thermo: false
     with tqdm(total=len(steps) + 1, desc="reproduce", unit="stage", disable=not progress,
               position=0) as bar:
         for name, upstream, texts, step in steps:
-            inputs = [pipe.records[n]["key"] for n in upstream] + texts
+            # a new release of the code redoes every stage; commits between releases do not
+            inputs = [pipe.records[n]["key"] for n in upstream] + texts + [__version__]
             pipe.stage(name, inputs, step, bar)
         keys = json.dumps({k: v["key"] for k, v in pipe.records.items()})
         pipe.stage("report", [keys, str(time.time())],

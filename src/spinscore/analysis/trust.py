@@ -149,7 +149,10 @@ def trust_summary(pool: dict[str, dict]) -> dict:
     return {"error": "|s_theta - beta F| / |beta F| per configuration, F of the set's own "
                      "Hamiltonian, beta of the training data",
             "threshold": threshold, "unreliable": int(bad.sum()), "pool": int(bad.size),
-            "auc_unreliable": auc, "best_flag": max(auc, key=lambda k: auc[k]), "sets": sets}
+            "auc_unreliable": auc, "sets": sets,
+            # None when no configuration (or every one) is unreliable: no AUC to rank by
+            "best_flag": max((k for k in auc if auc[k] is not None), key=lambda k: auc[k],
+                             default=None)}
 
 
 def _auc(score: np.ndarray, label: np.ndarray) -> float | None:

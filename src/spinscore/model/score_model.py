@@ -95,8 +95,9 @@ class ScoreModel(nn.Module):
     def couplings(self, spins: Tensor, types: Tensor, t: Tensor) -> Tensor:
         """Effective couplings W (B, N, N): symmetric, zero diagonal, zero on padding.
 
-        spins: (B, N, 3) unit vectors (anything on padding); types: (B, N) int, -1 on padding;
-        t: (B,) diffusion times. With `pair_cutoff`, the couplings of `neighbour_couplings`
+        spins: (B, N, 3) unit vectors (any finite values on padding: a NaN there reaches the
+        real sites through the Gram matrix); types: (B, N) int, -1 on padding; t: (B,)
+        diffusion times. With `pair_cutoff`, the couplings of `neighbour_couplings`
         scattered into zeros (N^2 numbers; the trunk stays on the neighbour lists).
         """
         if self.cfg.pair_cutoff is not None:
