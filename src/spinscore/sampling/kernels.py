@@ -265,13 +265,21 @@ def exchange_step(betas, energies, perm, last_end, phase, swap_accepted, swap_at
 
 
 @njit(inline="always")
-def record_energies(energies, ladder_energy, ladder_energy_sq, trace_row):
-    """Add E and E^2 at each temperature (R,) to the running sums and copy E into this
-    measurement's row (R,) of the energy trace, in place."""
-    for k in range(energies.shape[0]):
-        ladder_energy[k] += energies[k]
-        ladder_energy_sq[k] += energies[k] * energies[k]
-        trace_row[k] = energies[k]
+def swap_step(measured, betas, energies, perm, last_end, phase, n_samples, trips,
+              swap_accepted, swap_attempted, ladder_energy, ladder_energy_sq, ladder_trace, s):
+    """`exchange_step`, then, once `measured` (after burn-in), the round trips it completed and
+    the energies at each temperature: E and E^2 added to the sums (R,), E copied into row
+    `n_samples` of the trace. Returns (phase, n_samples, trips) updated."""
+    phase, new_trips = exchange_step(betas, energies, perm, last_end, phase, swap_accepted,
+                                     swap_attempted, measured, s)
+    if measured:
+        trips += new_trips
+        for k in range(energies.shape[0]):
+            ladder_energy[k] += energies[k]
+            ladder_energy_sq[k] += energies[k] * energies[k]
+            ladder_trace[n_samples, k] = energies[k]
+        n_samples += 1
+    return phase, n_samples, trips
 
 
 @njit(nogil=True, cache=True)
@@ -315,13 +323,9 @@ def remc_chain(
         if t % swap_every == 0:
             for k in range(n_rep):
                 energies[k] = chain_energy(spins[perm[k]], bonds)
-            phase, new_trips = exchange_step(betas, energies, perm, last_end, phase,
-                                             swap_accepted, swap_attempted, t > burn_in, s)
-            if t > burn_in:
-                trips += new_trips
-                record_energies(energies, ladder_energy, ladder_energy_sq,
-                                ladder_trace[n_samples])
-                n_samples += 1
+            phase, n_samples, trips = swap_step(
+                t > burn_in, betas, energies, perm, last_end, phase, n_samples, trips,
+                swap_accepted, swap_attempted, ladder_energy, ladder_energy_sq, ladder_trace, s)
         if t > burn_in and (t - burn_in) % thinning == 0:
             snap = (t - burn_in) // thinning - 1
             cold = spins[perm[n_rep - 1]]
@@ -387,13 +391,9 @@ def remc_graph(
         if t % swap_every == 0:
             for k in range(n_rep):
                 energies[k] = graph_energy(spins[perm[k]], pair_i, pair_j, pair_couplings)
-            phase, new_trips = exchange_step(betas, energies, perm, last_end, phase,
-                                             swap_accepted, swap_attempted, t > burn_in, s)
-            if t > burn_in:
-                trips += new_trips
-                record_energies(energies, ladder_energy, ladder_energy_sq,
-                                ladder_trace[n_samples])
-                n_samples += 1
+            phase, n_samples, trips = swap_step(
+                t > burn_in, betas, energies, perm, last_end, phase, n_samples, trips,
+                swap_accepted, swap_attempted, ladder_energy, ladder_energy_sq, ladder_trace, s)
         if t > burn_in and (t - burn_in) % thinning == 0:
             snapshots[(t - burn_in) // thinning - 1] = spins[perm[n_rep - 1]]
     return n_samples, trips
