@@ -39,7 +39,8 @@ def test_a_killed_training_resumes_to_the_same_model(tiny_data, tmp_path):
     config = parse_config(CONFIG)
     whole = train_molecule(config, tiny_data, tmp_path / "whole", progress=False)
     part = train_molecule(config, tiny_data, tmp_path / "part", progress=False, max_steps=13)
-    assert load_molecule_checkpoint(part)["trainer"]["step"] == 13  # saved at the stop
+    stopped = load_molecule_checkpoint(part)
+    assert stopped["trainer"]["step"] == 13  # saved at the stop, with its clock
     assert not (tmp_path / "part" / "train_summary.json").exists()
     with pytest.raises(SpinscoreError, match="exists; pass --resume"):
         train_molecule(config, tiny_data, tmp_path / "part", progress=False)
@@ -49,6 +50,9 @@ def test_a_killed_training_resumes_to_the_same_model(tiny_data, tmp_path):
         for name, tensor in a["trainer"][key].items():
             assert torch.equal(tensor, b["trainer"][key][name]), (key, name)
     assert [r[:2] for r in a["rows"]] == [r[:2] for r in b["rows"]]
+    # the resumed clock continues from the checkpoint's, not from the last logged row
+    assert all(r[2] >= stopped["elapsed_s"] for r in b["rows"] if r[0] > 13)
+    assert [r[2] for r in b["rows"]] == sorted(r[2] for r in b["rows"])
     assert (tmp_path / "part" / "loss_curve.png").exists()
     model, loaded = load_molecule_model(whole)
     assert loaded == config and model.n_atoms == 22

@@ -95,9 +95,10 @@ def dsm_loss(model: nn.Module, x0: Tensor, sigmas: Tensor, generator: torch.Gene
     3 (n - 1) degrees of freedom of centred coordinates (1/2 for the zero score). Its gradient
     scales as sigma^2, so the largest noise levels of a batch dominate it.
     weighting "score": (1/2 |r|^2 - 1/2 |eps|^2) / sigma^2, the same per degree of freedom: the
-    pair's loss is then 2 eps^T J eps + |s|^2 + O(sigma^2), the implicit (Hyvarinen) objective,
-    whose mean is E|s - s_data|^2 - E|s_data|^2 (nm^-2 per degree of freedom; 0 for the zero
-    score). Every noise level weighs the same and the value is a direct monitor of the error.
+    pair's summed loss is then 2 eps^T J eps + |s|^2 + O(sigma^2), the implicit (Hyvarinen)
+    objective, whose mean is E|s - s_data|^2 - E|s_data|^2; the value returned, averaged over
+    the 2B samples, is half of that (nm^-2 per degree of freedom; 0 for the zero score).
+    Every noise level weighs the same and the value is a direct monitor of the error.
 
     Args:
         model: score(x (B, n, 3) nm, sigma (B,) nm) -> (B, n, 3) nm^-1.

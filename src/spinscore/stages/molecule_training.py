@@ -80,13 +80,14 @@ def build_trainer(config: MoleculeRunConfig, data, train_positions: np.ndarray):
 
 
 def _save(path: Path, config: MoleculeRunConfig, model, trainer, rows: list, window: list,
-          data_path) -> None:
+          data_path, elapsed: float) -> None:
     import torch
 
-    # `window`: the losses since the last row, so a resumed run writes the same next row
+    # `window`: the losses since the last row, so a resumed run writes the same next row;
+    # `elapsed`: training seconds up to this checkpoint, which a resumed run's clock continues
     state = {"format": FORMAT, "config": config.to_yaml(), "model_config": model.config(),
              "trainer": trainer.state_dict(), "rows": rows, "window": list(window),
-             "data": str(data_path), "git_commit": git_commit()}
+             "data": str(data_path), "git_commit": git_commit(), "elapsed_s": elapsed}
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -152,6 +153,7 @@ def train_molecule(config: MoleculeRunConfig, data_path: str | Path, out_dir: st
     model, trainer = build_trainer(config, data, train_positions)
     rows: list = []
     losses: list[float] = []
+    elapsed0 = 0.0
     if resume and path.exists():
         state = load_molecule_checkpoint(path)
         if _sections(state["config"]) != _sections(config.to_yaml()):
@@ -159,10 +161,10 @@ def train_molecule(config: MoleculeRunConfig, data_path: str | Path, out_dir: st
         trainer.load_state_dict(state["trainer"])
         rows = [list(r) for r in state["rows"]]
         losses = [float(v) for v in state.get("window", [])]
+        elapsed0 = float(state.get("elapsed_s", rows[-1][2] if rows else 0.0))
     tc = config.train
     stop = tc.steps if max_steps is None else min(tc.steps, max_steps)
     start = time.perf_counter()
-    elapsed0 = rows[-1][2] if rows else 0.0
     with tqdm(total=tc.steps, initial=trainer.step_count, desc="train", disable=not progress) as bar:
         while trainer.step_count < stop:
             losses.append(trainer.step())
@@ -172,7 +174,8 @@ def train_molecule(config: MoleculeRunConfig, data_path: str | Path, out_dir: st
                 rows.append([step, float(np.mean(losses)), elapsed0 + time.perf_counter() - start])
                 losses = []
             if step % tc.checkpoint_every == 0 or step == stop:
-                _save(path, config, model, trainer, rows, losses, data_path)
+                _save(path, config, model, trainer, rows, losses, data_path,
+                      elapsed0 + time.perf_counter() - start)
     if trainer.step_count >= tc.steps:
         _summary(out, rows, trainer, model, len(train_positions))
     return path
