@@ -120,6 +120,9 @@ def test_sde_without_the_score_is_the_uniform_distribution():
     x = sample_chains(Zero(), torch.zeros(3, dtype=torch.long), 2000, t_min=T_MIN, t_max=T_MAX,
                       method="sde", steps=20, generator=torch.Generator().manual_seed(2))
     assert ks_2samp(x[..., 2].reshape(-1).numpy(), np.linspace(-1, 1, 10_001)).pvalue > 0.01
+    with pytest.raises(ValueError, match="denoise and zero_time"):  # two last steps, not one
+        sample_chains(Zero(), torch.zeros(3, dtype=torch.long), 2, t_min=T_MIN, t_max=T_MAX,
+                      denoise=True, zero_time=True)
 
 
 def test_log_time_grid():

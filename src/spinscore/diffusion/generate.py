@@ -165,6 +165,9 @@ def sample_chains(
         raise ValueError(f"expected 0 < t_min < t_max, got t_min={t_min}, t_max={t_max}")
     if steps is not None and steps < 1:
         raise ValueError(f"steps: expected a positive number, got {steps}")
+    if denoise and zero_time:
+        raise ValueError("denoise and zero_time: both are the last step from t_min to 0; "
+                         "choose one")
     length = types.shape[-1]
     batch_size = batch_size or max(1, PAIR_BUDGET // (length * length))
     adaptive = method == "ode" and steps is None
