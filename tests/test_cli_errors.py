@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import PAPER_SYSTEM, assert_clean_error, run, write_config
+from conftest import PAPER_SYSTEM, REPO, assert_clean_error, run, write_config
 from spinscore.cli import main
 
 CONFIG_ERRORS = [
@@ -18,6 +18,9 @@ CONFIG_ERRORS = [
     (["--set", "simulation.sequencs=10"], "did you mean 'sequences'"),
     (["--set", "simulation.replicas=four"], "simulation.replicas"),
     (["--set", "simulation.sequences"], "expected section.key=value"),
+    (["--set", "simulation.t_max=inf"], "simulation.t_max: Input should be a finite number"),
+    (["--set", "simulation.seed=99999999999999999999"], "simulation.seed"),
+    (["--set", "simulation.sequences=[1"], "cannot parse value"),
 ]
 
 
@@ -166,3 +169,35 @@ def test_extract_bad_files(broken_copy, tmp_path, name, edit, expected):
                         str(tmp_path / "x")])
     assert_clean_error(code, output, name, expected)
     assert not (tmp_path / "x").exists()
+
+
+def test_unreadable_inputs_and_unwritable_outputs_are_one_line(tmp_path, small_dataset):
+    """A binary file as the config, a YAML syntax error, a folder as the preset, an output
+    under a file, bad readout times, an existing sample output: one line, exit 2."""
+    cfg = write_config(tmp_path / "cfg.yaml", sequences=2)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("system: [\n  types: A\n")
+    published = str(REPO / "tests" / "data" / "mini_af3_epoch_20.pt")
+    taken = tmp_path / "taken.h5"
+    taken.write_bytes(b"mine")
+    cases = [
+        (["simulate", "--config", str(small_dataset), "--out", str(tmp_path / "a.h5")],
+         "not a text file"),
+        (["simulate", "--config", str(broken), "--out", str(tmp_path / "a.h5")],
+         "not valid YAML"),
+        (["reproduce", "--preset", str(tmp_path), "--out", str(tmp_path / "r")], "--preset"),
+        (["simulate", "--config", str(cfg), "--out", str(cfg / "a.h5")], "cfg.yaml"),
+        (["extract", "--data", str(small_dataset), "--checkpoint", published, "--out",
+          str(tmp_path / "x"), "--t-eval", "nan"], "--t-eval: expected a time"),
+        (["extract", "--data", str(small_dataset), "--checkpoint", published, "--out",
+          str(tmp_path / "x"), "--t-extrapolate", "0.1,inf"], "--t-extrapolate: expected"),
+        (["ood", "--data", str(small_dataset), "--checkpoint", published, "--out",
+          str(tmp_path / "o"), "--ood", f"hot={small_dataset}", "--t-eval", "1e300"],
+         "--t-eval: expected a time"),
+        (["sample", "--checkpoint", published, "--sequence", "ABBABAABBBABABBAABAB", "--out",
+          str(taken)], "taken.h5: exists; pass --overwrite"),
+    ]
+    for args, expected in cases:
+        code, output = run(args)
+        assert_clean_error(code, output, expected)
+    assert taken.read_bytes() == b"mine"

@@ -204,7 +204,8 @@ def test_sample_writes_chains_energies_and_comparison(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 0
     code, output = run(["sample", "--checkpoint", str(ckpt), "--sequence", "ABBAB", "--n", "3",
                         "--out", str(out), "--method", "pc", "--steps", "4", "--snr", "0.2",
-                        "--corrector-steps", "2", "--reference-snapshots", "4", "--quiet"])
+                        "--corrector-steps", "2", "--reference-snapshots", "4", "--quiet",
+                        "--overwrite"])  # the same OUT again
     assert code == 0, output
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["generation"] == {"method": "pc", "steps": 4, "predictor": "sde",

@@ -226,10 +226,13 @@ def open_hdf5(path: Path, what: str) -> h5py.File:
     """`path` opened read-only; DataError "PATH: no such WHAT" or "not a readable HDF5 file"."""
     if not path.exists():
         raise DataError(f"{path}: no such {what}")
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, not a {what}")
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
+        raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): "
+                        f"{' '.join(str(exc).split())}") from None
 
 
 def read_dataset(path: str | Path, fields: tuple[str, ...] | None = None) -> Dataset:
@@ -266,10 +269,13 @@ def read_dataset(path: str | Path, fields: tuple[str, ...] | None = None) -> Dat
 def _yaml(text: Any, path: Path) -> Any:
     import yaml
 
+    from spinscore.config.load import yaml_problem
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise DataError(f"{path}: attribute 'config' is not valid YAML: {exc}") from None
+        raise DataError(f"{path}: attribute 'config' is not valid YAML: {yaml_problem(exc)}"
+                        ) from None
 
 
 def _validate(path: Path, config: RunConfig, a: dict[str, np.ndarray]) -> None:

@@ -64,7 +64,7 @@ def preset_path(preset: str) -> Path:
             raise SpinscoreError(f"--preset {preset}: configs/{PRESETS[preset]} not found")
         return path
     path = Path(preset)
-    if not path.exists():
+    if not path.is_file():
         raise SpinscoreError(f"--preset: expected one of {sorted(PRESETS)} or a config file, "
                              f"got {preset!r}")
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -29,7 +30,8 @@ _T_EVAL_HELP = ("Diffusion time at which the network is queried (default: the ch
               show_default=True, help="Force oracle or classical estimator.")
 @click.option("--t-eval", type=float, default=None,
               help=_T_EVAL_HELP)
-@click.option("--bootstrap", type=int, default=AnalysisConfig().bootstrap, show_default=True,
+@click.option("--bootstrap", type=click.IntRange(min=0), default=AnalysisConfig().bootstrap,
+              show_default=True,
               help="Bootstrap resamples over sequences for the confidence intervals.")
 @click.option("--per-config", is_flag=True,
               help="Also write the OOD flag of every snapshot (network only): per_config.json.")
@@ -49,8 +51,7 @@ def extract(data_path, checkpoint, out, method, t_eval, bootstrap, per_config, t
     from spinscore.analysis.extract import ratio_table
     from spinscore.report.tables import readout_summary, shell_profile_table
 
-    if t_eval is not None and t_eval <= 0:
-        raise SpinscoreError(f"--t-eval: expected a positive time, got {t_eval}")
+    _check_time(t_eval, "--t-eval")
     if per_config and method != "network":
         raise SpinscoreError("--per-config needs --method network")
     result = stages.extract(data_path, out, method, checkpoint, t_eval, bootstrap,
@@ -83,7 +84,15 @@ def _times(text: str, option: str) -> list[float] | None:
     if len(set(times)) < len(times) or len(times) < 2 or min(times) <= 0:
         raise SpinscoreError(f"{option}: expected at least two distinct positive times, got "
                              f"{text!r}")
+    for t in times:
+        _check_time(t, option)
     return times
+
+
+def _check_time(t: float | None, option: str) -> None:
+    """A diffusion time the network can be read at: finite, within [1e-8, 1e3] (float32)."""
+    if t is not None and not (math.isfinite(t) and 1e-8 <= t <= 1e3):
+        raise SpinscoreError(f"{option}: expected a time in [1e-08, 1000], got {t}")
 
 @main.command()
 @checkpoint_option
@@ -107,12 +116,18 @@ def ood(checkpoint, data_path, ood_sets, out, t_eval, trust_configurations, earl
     """ROC AUCs of the OOD flags (explained variance on the local basis, configurational
     temperature, and the two combined) for each OOD set; and the trust flag: which flag
     predicts the network's force error."""
+    _check_time(t_eval, "--t-eval")
     sets = {}
     for item in ood_sets:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise SpinscoreError(f"--ood: expected NAME=PATH.h5, got {item!r}")
+        if name in sets:
+            raise SpinscoreError(f"--ood: the name {name!r} is given twice")
         sets[name] = path
+    if trust_configurations and trust_configurations < 8:
+        raise SpinscoreError(f"--trust-configurations: expected 0 (no pool) or at least 8, got "
+                             f"{trust_configurations}")
     trust = None if trust_configurations == 0 else _validated(
         TrustSettings, {"configurations": trust_configurations})
     summary = stages.ood(checkpoint, data_path, sets, out, t_eval, progress=not quiet,

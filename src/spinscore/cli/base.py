@@ -16,10 +16,14 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except SpinscoreError as exc:
+        except (SpinscoreError, OSError) as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            # an OSError is a path that cannot be read or written (a read-only folder, a file
+            # where a folder is expected): its one line names the path
+            text = str(exc) if isinstance(exc, SpinscoreError) else \
+                f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+            click.echo(f"error: {' '.join(text.split())}", err=True)
             sys.exit(2)
 
 

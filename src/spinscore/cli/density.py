@@ -119,25 +119,30 @@ def thermo(config_path, overrides, sequence, out, points, beta0, runs, sweeps, s
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of noise and REMC.")
 @click.option("--reference-snapshots", type=int, default=200, show_default=True,
               help="REMC snapshots of the same sequence to compare with.")
+@click.option("--overwrite", is_flag=True, help="Replace existing OUT, OUT.png and OUT.json.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def sample(checkpoint, sequence, n_chains, out, method, steps, corrector_steps, snr,
-           final_corrector_steps, zero_time, seed, reference_snapshots, quiet):
+           final_corrector_steps, zero_time, seed, reference_snapshots, overwrite, quiet):
     """Generate chains of one sequence from a trained model; compare their energies with REMC."""
     from spinscore.checkpoints import load_model
     from spinscore.config import GenerationConfig
 
-    checks = [(n_chains >= 1, "--n", n_chains), (seed >= 0, "--seed", seed),
+    checks = [(n_chains >= 1, "--n", n_chains), (0 <= seed < 2**63, "--seed", seed),
               (reference_snapshots >= 2, "--reference-snapshots", reference_snapshots)]
     for ok, name, got in checks:
         if not ok:
             raise SpinscoreError(f"{name}: expected a positive integer (>= 2 for "
-                                 f"--reference-snapshots, >= 0 for --seed), got {got}")
+                                 f"--reference-snapshots, 0 .. 2^63 - 1 for --seed), got {got}")
     model, config, _ = load_model(checkpoint)
     given = {"method": method, "steps": steps, "corrector_steps": corrector_steps, "snr": snr,
              "final_corrector_steps": final_corrector_steps, "zero_time": zero_time}
     settings = _validated(GenerationConfig, {**config.generation.model_dump(),
                                              **{k: v for k, v in given.items() if v is not None}})
     types = config.system.sequence_from_text(sequence)
+    written = [Path(out), Path(out).with_suffix(".png"), Path(out).with_suffix(".json")]
+    if not overwrite and any(p.exists() for p in written):
+        found = next(p for p in written if p.exists())
+        raise SpinscoreError(f"{found}: exists; pass --overwrite to replace it")
     result = stages.generate(model, config, types, n_chains, out, settings=settings, seed=seed,
                              reference_snapshots=reference_snapshots, progress=not quiet)
     click.echo(f"<E> generated {result['mean_generated']:.3f} +- {result['sem_generated']:.3f}, "

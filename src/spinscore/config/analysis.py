@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from spinscore.config.system import _Frozen
+from spinscore.config.system import MAX_SEED, _Frozen
 
 
 class PartitionSettings(_Frozen):
@@ -30,7 +30,7 @@ class PartitionSettings(_Frozen):
     ti_points: int = Field(default=100, ge=3)  # beta grid of the TI (Simpson)
     ti_runs: int = Field(default=8, ge=2)  # independent REMC runs: the TI error bar
     ti_sweeps: int = Field(default=4000, gt=0)  # measurement sweeps per run
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
     @model_validator(mode="after")
     def _check(self) -> PartitionSettings:
@@ -55,7 +55,7 @@ class TrustSettings(_Frozen):
     # rtol = atol of the trajectory (radians): the flag of the quick model changes by < 0.02
     # nats per site from 1e-4, against a spread of ~0.5 within a set
     tolerance: float = Field(default=1e-3, gt=0)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
 
 class AnalysisConfig(_Frozen):

@@ -24,7 +24,7 @@ class LatticeConfig(BaseModel):
     (a periodic chain is a ring) has one size per dimension.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["chain", "square", "triangular", "honeycomb", "kagome", "cubic"]
     size: tuple[StrictInt, ...]  # strict: YAML's true or "3" is not a size
@@ -57,7 +57,7 @@ class GraphConfig(BaseModel):
     the path of a YAML/JSON file holding it (read when the config is loaded, so data sets and
     checkpoints carry the graph itself)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     sites: StrictInt = Field(ge=2)  # strict, as `systems.graph.read_graph`: no true, "1", 1.0
     pairs: tuple[tuple[StrictInt, StrictInt, StrictInt], ...]

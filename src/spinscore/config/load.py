@@ -26,7 +26,8 @@ def apply_override(data: dict[str, Any], assignment: str, source: str = "--set")
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source} {path}: cannot parse value {raw!r}: {exc}") from None
+        raise ConfigError(f"{source} {path}: cannot parse value {raw!r}: {yaml_problem(exc)}"
+                          ) from None
     node = data
     for depth, key in enumerate(keys[:-1]):
         key = _match_key(node, key)
@@ -43,6 +44,14 @@ def _match_key(node: dict, key: str) -> Any:
         if str(existing) == key:
             return existing
     return int(key) if key.isdigit() else key
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: the problem and where (PyYAML's message spans lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
 
 
 def parse_config(data: Any, source: str = "<config>") -> RunConfig | MoleculeRunConfig:
@@ -65,8 +74,12 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a YAML config was expected)") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     data = data if data is not None else {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
@@ -83,7 +96,7 @@ def require_spin_config(config: RunConfig | MoleculeRunConfig, what: str) -> Run
     """`config` if it describes a spin system; `ConfigError` for a molecular one."""
     if isinstance(config, MoleculeRunConfig):
         raise ConfigError(f"{what}: the config describes a molecule (system.molecule); this is for "
-                          "spin systems (molecules so far: spinscore simulate, spinscore inspect)")
+                          "spin systems (molecules: spinscore simulate, inspect, train, readout, langevin)")
     return config
 
 

@@ -12,7 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, model_serializer, model_validator
 
-from spinscore.config.system import _Frozen
+from spinscore.config.system import MAX_SEED, _Frozen
 
 # Flexible X-H bonds (k ~ 3e5 kJ/mol/nm^2, period ~ 10 fs) integrate stably up to about 1 fs.
 MAX_FLEXIBLE_TIMESTEP_FS = 1.0
@@ -94,7 +94,7 @@ class LangevinConfig(_Frozen):
     frames_per_chunk: int = Field(default=100, gt=0)
     timestep_fs: float = Field(default=0.5, gt=0)
     friction_per_ps: float = Field(default=1.0, gt=0)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     start_phi: float = Field(default=-80.0, ge=-180, le=180)  # degrees, before minimisation
     start_psi: float = Field(default=75.0, ge=-180, le=180)
     nve_steps: int = Field(default=20_000, ge=0)  # the time-step check (0: none)
@@ -169,7 +169,7 @@ class DSMConfig(_Frozen):
     sigma_set: tuple[float, ...] = ()
     ema_decay: float = Field(default=0.999, ge=0, lt=1)
     grad_clip: float = Field(default=1.0, ge=0)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     holdout_trajectories: int = Field(default=2, ge=1)
     checkpoint_every: int = Field(default=500, gt=0)  # optimiser steps
     log_every: int = Field(default=50, gt=0)
@@ -192,7 +192,7 @@ class MoleculeGenerateConfig(_Frozen):
 
     chains: int = Field(default=64, ge=2)
     picoseconds: float = Field(default=5.0, gt=0)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     # 1/ps; None: the data's. A stronger thermostat drains the work a non-conservative learned
     # force does (the chains' kinetic temperature shows it) at the price of slower diffusion
     friction_per_ps: float | None = Field(default=None, gt=0)

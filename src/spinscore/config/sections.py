@@ -8,7 +8,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from spinscore.config.analysis import AnalysisConfig
-from spinscore.config.system import SystemConfig, _Frozen
+from spinscore.config.system import MAX_SEED, SystemConfig, _Frozen
 
 
 class SimulationConfig(_Frozen):
@@ -22,7 +22,7 @@ class SimulationConfig(_Frozen):
     burn_in: int = Field(default=2000, ge=0)
     thinning: int = Field(default=100, gt=0)
     swap_every: int = Field(default=10, gt=0)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     chunk_size: int = Field(default=32, gt=0)
 
     @model_validator(mode="after")
@@ -155,7 +155,7 @@ class TrainConfig(_Frozen):
     # model (the ood stage reads its raw weights) for the trust-flag pool. 0: none.
     early_checkpoint: float = Field(default=0.1, ge=0, lt=1)
     log_every: int = Field(default=10, gt=0)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
 
 class GenerationConfig(_Frozen):
@@ -192,7 +192,7 @@ class ReproduceConfig(_Frozen):
 
     test_sequences: int = Field(default=300, gt=0)
     test_snapshots: int = Field(default=5, gt=0)
-    test_seed: int = Field(default=1, ge=0)
+    test_seed: int = Field(default=1, ge=0, le=MAX_SEED)
     ood_sequences: int = Field(default=100, gt=0)
     ood_snapshots: int = Field(default=5, gt=0)
     ood_length: tuple[int, int] = (60, 100)

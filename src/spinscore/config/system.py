@@ -18,9 +18,12 @@ from pydantic import (
 
 from spinscore.config.geometry import GraphConfig, LatticeConfig, read_graph_file
 
+MAX_SEED = 2**63 - 1  # seeds are stored as int64 (HDF5 attributes, checkpoints)
+
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no NaN or infinite number anywhere in a config (an infinite t_max made NaN spins)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SystemConfig(_Frozen):

@@ -189,7 +189,7 @@ class ChunkDir:
         stamp = self.dir / "fingerprint.txt"
         if stamp.exists() and stamp.read_text() != self.fingerprint:
             raise SpinscoreError(f"{self.dir}: unfinished chunks of a run with other settings; rerun "
-                                 "with the same settings, or overwrite to discard them")
+                                 "with the same settings, or pass --overwrite to discard them")
         self.dir.mkdir(parents=True, exist_ok=True)
         if not stamp.exists():
             atomic_write_bytes(stamp, self.fingerprint.encode())
@@ -338,7 +338,7 @@ def simulate_trajectories(out: str | Path, settings: TrajectorySettings, *, work
         out.unlink(missing_ok=True)
         chunks.remove()
     elif out.exists():
-        raise SpinscoreError(f"{out}: exists; pass overwrite to replace it")
+        raise SpinscoreError(f"{out}: exists; pass --overwrite to replace it")
     chunks.open()
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

@@ -39,6 +39,7 @@ def simulate_dataset(
     out = Path(out)
     if out.exists() and not overwrite:
         raise SpinscoreError(f"{out}: exists; pass --overwrite to replace it")
+    client = _connect(scheduler) if scheduler is not None else None  # before anything is deleted
     out.parent.mkdir(parents=True, exist_ok=True)
     store = ChunkStore(out, config)
     if overwrite:  # the old file goes first: a killed overwrite then resumes without --overwrite
@@ -52,7 +53,7 @@ def simulate_dataset(
     bar = tqdm(total=sim.sequences, initial=done, unit="chain", desc="simulate",
                disable=not progress, smoothing=0.1)
     with bar:
-        for chunk, arrays in _run(config, todo, threads, scheduler):
+        for chunk, arrays in _run(config, todo, threads, client):
             store.save(chunk, arrays)
             bar.update(len(chunk))
     temperatures = temperature_ladder(config.system.temperature, sim.t_max, sim.replicas)
@@ -61,19 +62,25 @@ def simulate_dataset(
     return out
 
 
-def _run(config: RunConfig, chunks: list[range], threads: int | None,
-         scheduler: str | None) -> Iterator[tuple[range, dict[str, np.ndarray]]]:
-    if scheduler is None:
-        yield from run_chunks_local(config, chunks, threads or os.cpu_count() or 1)
-        return
+def _connect(scheduler: str):
+    """A Dask client of the scheduler at `scheduler`; one clear error where there is none."""
     try:
-        from distributed import Client, as_completed
+        from distributed import Client
     except ImportError:
         raise SpinscoreError("--scheduler needs Dask: pip install 'spinscore[dask]'") from None
     try:
-        client = Client(scheduler, timeout="20s")
-    except OSError as exc:
+        return Client(scheduler, timeout="20s")
+    except (OSError, ValueError, TypeError) as exc:
         raise SpinscoreError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+
+
+def _run(config: RunConfig, chunks: list[range], threads: int | None,
+         client) -> Iterator[tuple[range, dict[str, np.ndarray]]]:
+    if client is None:
+        yield from run_chunks_local(config, chunks, threads or os.cpu_count() or 1)
+        return
+    from distributed import as_completed
+
     with client:
         futures = {client.submit(simulate_chunk, config, c, pure=False): c for c in chunks}
         for fut in as_completed(futures):
