@@ -201,3 +201,12 @@ def test_unreadable_inputs_and_unwritable_outputs_are_one_line(tmp_path, small_d
         code, output = run(args)
         assert_clean_error(code, output, expected)
     assert taken.read_bytes() == b"mine"
+
+
+def test_train_options_that_cannot_work_are_refused_first(tmp_path, small_dataset):
+    cfg = write_config(tmp_path / "cfg.yaml", sequences=2)
+    base = ["train", "--data", str(small_dataset), "--config", str(cfg), "--out",
+            str(tmp_path / "run"), "--quiet"]
+    assert_clean_error(*run([*base, "--device", "foo"]), "--device")
+    assert_clean_error(*run([*base, "--resume", "--overwrite"]), "--resume and --overwrite")
+    assert not (tmp_path / "run").exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from spinscore.cli import analysis, data, density  # noqa: F401  (register the commands)
-from spinscore.cli.base import main, set_option
+from spinscore.cli.base import check_device, main, set_option
 
 __all__ = ["main"]
 
@@ -29,5 +29,6 @@ def reproduce(preset, overrides, out, device, quiet):
     Stages already done with the same inputs are skipped, so a rerun continues after a crash."""
     from spinscore.reproduce import reproduce as run_reproduce
 
+    check_device(device)
     report = run_reproduce(preset, out, overrides, device=device, progress=not quiet)
     click.echo(f"wrote {report} and {Path(out) / 'metrics.json'}")

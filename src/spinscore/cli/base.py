@@ -66,3 +66,18 @@ def _validated(cls, values: dict):
             raise SpinscoreError(err["msg"].removeprefix("Value error, ")) from None
         option = "--" + str(err["loc"][0]).replace("_", "-")
         raise SpinscoreError(f"{option}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a `--device` torch cannot use here, before any work (one line)."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError) as exc:
+        raise SpinscoreError(f"--device: {' '.join(str(exc).split())}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise SpinscoreError(f"--device {device}: no CUDA device here (torch "
+                             f"{torch.__version__}, CUDA available: no)")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from spinscore import stages
-from spinscore.cli.base import config_options, main
+from spinscore.cli.base import check_device, config_options, main
 from spinscore.errors import SpinscoreError
 
 
@@ -141,6 +141,10 @@ def train(data_path, config_path, overrides, out, resume, overwrite, device, qui
     from spinscore.config import load_config
     from spinscore.config.molecule import MoleculeRunConfig
 
+    if resume and overwrite:
+        raise SpinscoreError("--resume and --overwrite: choose one (continue the run, or "
+                             "start it again)")
+    check_device(device)
     config = load_config(config_path, overrides)
     if isinstance(config, MoleculeRunConfig):
         if device not in (None, "cpu"):
