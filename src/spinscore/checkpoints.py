@@ -193,11 +193,10 @@ def load_model(path: str | Path, ema: bool = True) -> tuple[torch.nn.Module, Run
 
 
 def _meta(config: RunConfig, max_length: int, fmt: str) -> dict[str, Any]:
-    system, diffusion = config.system, config.diffusion
+    system = config.system
     return {"types": list(system.types), "max_range": system.max_range, "max_length": max_length,
             "beta": system.beta, "output_scale": system.beta, "format": fmt,
-            "trained_t": [min(c.low for c in diffusion.t_sampling),
-                          max(c.high for c in diffusion.t_sampling)]}
+            "trained_t": list(config.diffusion.trained_range)}
 
 
 def site_limit(model: torch.nn.Module) -> int | None:

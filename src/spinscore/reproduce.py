@@ -186,7 +186,7 @@ def readout_times(config: RunConfig) -> tuple[float, list[float]]:
     which a cached training stage may have written under other analysis settings."""
     from spinscore.analysis.extract import default_readout_times
 
-    low = min(c.low for c in config.diffusion.t_sampling)
+    low = config.diffusion.trained_range[0]
     times = config.analysis.t_extrapolate
     return (config.analysis.eval_time([low]),
             list(times) if times is not None else default_readout_times(low))

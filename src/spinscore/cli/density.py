@@ -126,8 +126,9 @@ def sample(checkpoint, sequence, n_chains, out, method, steps, corrector_steps, 
     """Generate chains of one sequence from a trained model; compare their energies with REMC."""
     from spinscore.checkpoints import load_model
     from spinscore.config import GenerationConfig
+    from spinscore.config.system import MAX_SEED
 
-    checks = [(n_chains >= 1, "--n", n_chains), (0 <= seed < 2**63, "--seed", seed),
+    checks = [(n_chains >= 1, "--n", n_chains), (0 <= seed <= MAX_SEED, "--seed", seed),
               (reference_snapshots >= 2, "--reference-snapshots", reference_snapshots)]
     for ok, name, got in checks:
         if not ok:

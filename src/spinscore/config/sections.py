@@ -113,6 +113,11 @@ class DiffusionConfig(_Frozen):
     weight_floor: float = Field(default=0.0, ge=0)
     antithetic: bool = True  # each snapshot noised twice, x_t and its mirror image about x_0
 
+    @property
+    def trained_range(self) -> tuple[float, float]:
+        """(lowest, highest) training time of the t mixture."""
+        return (min(c.low for c in self.t_sampling), max(c.high for c in self.t_sampling))
+
     @model_validator(mode="after")
     def _check(self) -> DiffusionConfig:
         if self.t_min >= self.t_max:

@@ -59,8 +59,9 @@ def extract(data: str | Path, out: str | Path, method: str = "network",
                        ds.attrs)
         if method != "network":  # the network is read on its own basis, then on the wide one
             ds = wide
-    for basis in (ds, wide):
-        missing = [] if basis is None else ex.absent_classes(basis)
+    # the classical estimators read `wide` itself (ds is wide), the network both bases
+    for basis in [ds] if wide is None or wide is ds else [ds, wide]:
+        missing = ex.absent_classes(basis)
         if missing:
             raise SpinscoreError(f"{data}: no pair of the data set is in the coupling "
                                  f"classes {', '.join(missing)}: their values cannot be read "
